@@ -1,0 +1,112 @@
+//! The composition root: every service built once from the configuration
+//! and shared by the API, the CLI and the benchmarks.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::db::Db;
+use crate::metering::Meter;
+use crate::runtime::Runtime;
+use crate::storage::Storage;
+use crate::tenancy::{self, ApiKeys, Tenant, Tenants, TokenSigner, Users};
+
+/// The services of one Weft process.
+#[derive(Debug)]
+pub struct App {
+    pub config: Config,
+    pub db: Db,
+    pub tenants: Tenants,
+    pub users: Users,
+    pub api_keys: ApiKeys,
+    pub catalog: Arc<Catalog>,
+    pub storage: Arc<Storage>,
+    pub runtime: Runtime,
+    pub meter: Meter,
+    tenant_cache: RwLock<HashMap<String, (Tenant, Instant)>>,
+}
+
+/// A tenant seen by slug is trusted this long (tenants are rarely renamed).
+const TENANT_CACHE_TTL: Duration = Duration::from_secs(10);
+
+impl App {
+    /// Connects, migrates, starts the metering writer and loads plugins.
+    pub async fn start(config: Config) -> anyhow::Result<Arc<Self>> {
+        let db = Db::connect(&config.database_url()).await?;
+        db.migrate().await?;
+        if db.rls_bypassed().await? {
+            tracing::warn!("the PostgreSQL role bypasses row-level security (superuser or BYPASSRLS): the second tenant wall is off; connect as an ordinary role");
+        }
+        let secret = jwt_secret(&config)?;
+        let catalog = Arc::new(Catalog::new(db.clone()));
+        let storage = Arc::new(Storage::new(db.clone(), config.quotas.clone()));
+        let runtime = Runtime::new(config.runtime.clone(), config.cache_dir(), db.clone(), catalog.clone(), storage.clone())?;
+        let (meter, _writer) = Meter::start(db.clone(), &config.metering);
+        let app = Arc::new(Self {
+            tenants: Tenants::new(db.clone()),
+            users: Users::new(db.clone(), TokenSigner::new(&secret)),
+            api_keys: ApiKeys::new(db.clone()),
+            catalog,
+            storage,
+            runtime,
+            meter,
+            db,
+            config,
+            tenant_cache: RwLock::new(HashMap::new()),
+        });
+        app.runtime.sync().await?;
+        Ok(app)
+    }
+
+    /// The tenant with `slug` (cached: this is on every plugin call).
+    pub async fn tenant_by_slug(&self, slug: &str) -> tenancy::Result<Tenant> {
+        if let Some((tenant, at)) = self.tenant_cache.read().unwrap_or_else(|p| p.into_inner()).get(slug) {
+            if at.elapsed() < TENANT_CACHE_TTL {
+                return Ok(tenant.clone());
+            }
+        }
+        let tenant = self.tenants.by_slug(slug).await?;
+        let mut cache = self.tenant_cache.write().unwrap_or_else(|p| p.into_inner());
+        if cache.len() > 100_000 {
+            cache.clear();
+        }
+        cache.insert(slug.to_owned(), (tenant.clone(), Instant::now()));
+        Ok(tenant)
+    }
+
+    /// Periodically picks up plugin versions installed by other replicas.
+    pub fn spawn_sync(self: &Arc<Self>) {
+        let app = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                let Some(app) = app.upgrade() else { break };
+                if let Err(err) = app.runtime.sync().await {
+                    tracing::warn!(error = %err, "plugin sync failed");
+                }
+            }
+        });
+    }
+}
+
+fn jwt_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
+    if !config.jwt_secret.is_empty() {
+        return Ok(config.jwt_secret.as_bytes().to_vec());
+    }
+    let path = config.data_dir.join("jwt.secret");
+    if let Ok(secret) = std::fs::read(&path) {
+        if secret.len() >= 32 {
+            return Ok(secret);
+        }
+    }
+    use rand::RngCore;
+    let mut secret = vec![0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    let hex = hex::encode(&secret).into_bytes();
+    std::fs::create_dir_all(&config.data_dir)?;
+    std::fs::write(&path, &hex)?;
+    Ok(hex)
+}

@@ -1,0 +1,203 @@
+//! Database access: one pool over SQLite (embedded default) or PostgreSQL
+//! (scale-out), migrations, and transactions scoped to a tenant.
+//!
+//! Every statement is written once with `$n` placeholders, which both engines
+//! accept through `sqlx::Any`; the few places where SQL differs ask
+//! [`Engine`].
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyPool, Executor};
+
+use crate::ids::TenantId;
+
+/// A database failure (connecting, migrating or querying).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The URL names an engine Weft does not run on.
+    #[error("unsupported database URL (expected sqlite:// or postgres://): {0}")]
+    UnsupportedUrl(String),
+    /// The driver failed.
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error(transparent)]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Result of this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A transaction on the pool.
+pub type Tx = sqlx::Transaction<'static, Any>;
+
+/// Which engine is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// Embedded SQLite (WAL).
+    Sqlite,
+    /// PostgreSQL with row-level security on tenant tables.
+    Postgres,
+}
+
+/// What a transaction may see.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// Rows of one tenant only (on PostgreSQL enforced by RLS too).
+    Tenant(&'a TenantId),
+    /// Platform work across tenants: metering, superadmin views, migrations.
+    Platform,
+}
+
+/// Whether a transaction writes. On SQLite a writing transaction takes the
+/// write lock up front (`BEGIN IMMEDIATE`) so two writers never deadlock on
+/// a lock upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Reads only.
+    Read,
+    /// Reads and writes.
+    Write,
+}
+
+/// The pool and its engine.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    engine: Engine,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+impl Db {
+    /// Connects to `url`, creating the SQLite file (and its directory) if needed.
+    pub async fn connect(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let engine = if url.starts_with("sqlite:") {
+            Engine::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Engine::Postgres
+        } else {
+            return Err(Error::UnsupportedUrl(url.to_owned()));
+        };
+        if engine == Engine::Sqlite {
+            if let Some(dir) = sqlite_path(url).and_then(|p| p.parent().map(ToOwned::to_owned)) {
+                if !dir.as_os_str().is_empty() {
+                    std::fs::create_dir_all(&dir).map_err(|e| Error::Sqlx(sqlx::Error::Io(e)))?;
+                }
+            }
+        }
+        let options = AnyConnectOptions::from_str(url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(if engine == Engine::Sqlite { 8 } else { 16 })
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if engine == Engine::Sqlite {
+                        // WAL: readers never block the writer; NORMAL sync is
+                        // durable across a process crash (only power loss can
+                        // drop the last commits).
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool, engine })
+    }
+
+    /// Applies pending migrations of this engine.
+    pub async fn migrate(&self) -> Result<()> {
+        match self.engine {
+            Engine::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
+            Engine::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    /// The engine behind the pool.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// The raw pool, for statements on tables without tenant rows.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Begins a transaction that sees only what `scope` allows.
+    pub async fn begin(&self, scope: Scope<'_>, mode: Mode) -> Result<Tx> {
+        let mut tx = match (self.engine, mode) {
+            (Engine::Sqlite, Mode::Write) => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            _ => self.pool.begin().await?,
+        };
+        if self.engine == Engine::Postgres {
+            let tenant = match scope {
+                Scope::Tenant(id) => id.as_str(),
+                Scope::Platform => "*",
+            };
+            sqlx::query("SELECT set_config('weft.tenant_id', $1, true)")
+                .bind(tenant)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
+    }
+
+    /// True when the PostgreSQL role bypasses row-level security (superuser
+    /// or BYPASSRLS), so the second wall would not hold.
+    pub async fn rls_bypassed(&self) -> Result<bool> {
+        if self.engine != Engine::Postgres {
+            return Ok(false);
+        }
+        let bypass: bool = sqlx::query_scalar::<_, bool>(
+            "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(bypass)
+    }
+}
+
+fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
+}
+
+/// True if `err` is a unique-constraint violation (on either engine).
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_path_is_read_from_url() {
+        assert_eq!(sqlite_path("sqlite://data/weft.db?mode=rwc"), Some("data/weft.db".into()));
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+    }
+
+    #[tokio::test]
+    async fn sqlite_migrates_and_scopes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let db = Db::connect(&url).await.expect("connect");
+        db.migrate().await.expect("migrate");
+        db.migrate().await.expect("migrating twice is a no-op");
+        let tenant = TenantId::from_raw("t1");
+        let mut tx = db.begin(Scope::Tenant(&tenant), Mode::Write).await.expect("begin");
+        sqlx::query("SELECT 1").execute(&mut *tx).await.expect("select");
+        tx.commit().await.expect("commit");
+    }
+}

@@ -1,0 +1,24 @@
+//! Weft: a multi-tenant host whose business features are WebAssembly
+//! component plugins. See `ARCHITECTURE.md` for the map; modules follow it:
+//! entry points (`api`), the plugin `runtime`, the WIT `capabilities`, the
+//! services (`tenancy`, `catalog`, `storage`, `metering`, `plugin_logs`,
+//! `idempotency`) and `db`.
+
+pub mod api;
+pub mod app;
+pub mod bundled;
+pub mod capabilities;
+pub mod catalog;
+pub mod cli;
+mod cli_scaffold;
+pub mod config;
+pub mod db;
+pub mod idempotency;
+pub mod ids;
+pub mod metering;
+pub mod metrics;
+pub mod plugin_logs;
+pub mod runtime;
+pub mod seed;
+pub mod storage;
+pub mod tenancy;

@@ -1,0 +1,267 @@
+//! One plugin call: a fresh Store bound to one (tenant, plugin), run under
+//! fuel, a wall-clock deadline and a memory cap, its outcome classified so a
+//! misbehaving plugin fails only its own call with an error naming the limit.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::limits::MemoryLimiter;
+use super::{LoadedPlugin, Runtime};
+use crate::capabilities::{Binding, Capabilities, LogBuffer, types};
+use crate::ids::now_ms;
+use crate::metering::{Meter, UsageEvent};
+
+/// Everything a Store holds during one call.
+pub struct StoreData {
+    pub(super) caps: Capabilities,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    timed_out: bool,
+}
+
+impl WasiView for StoreData {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// What a call used.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct CallStats {
+    pub fuel: u64,
+    pub wall_us: u64,
+    pub peak_memory: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// Why a call produced no response. Each names the limit or fault; none
+/// carries guest or host internals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// No instance slot freed up within the queue timeout.
+    Overloaded,
+    /// The wall-clock limit passed.
+    Timeout { limit_ms: u64 },
+    /// The fuel limit ran out.
+    FuelExhausted { limit: u64 },
+    /// Linear memory would have grown past the limit.
+    MemoryLimitExceeded { limit_bytes: u64 },
+    /// The guest's stack overflowed.
+    StackOverflow,
+    /// The guest trapped (a panic, `unreachable`, a bad memory access...).
+    Trapped,
+    /// The response body is larger than allowed.
+    ResponseTooLarge { limit_bytes: u64 },
+    /// The host failed (logged with the request id).
+    Internal,
+}
+
+impl CallError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CallError::Overloaded => "overloaded",
+            CallError::Timeout { .. } => "plugin_timeout",
+            CallError::FuelExhausted { .. } => "plugin_fuel_exhausted",
+            CallError::MemoryLimitExceeded { .. } => "plugin_memory_limit_exceeded",
+            CallError::StackOverflow => "plugin_stack_overflow",
+            CallError::Trapped => "plugin_trapped",
+            CallError::ResponseTooLarge { .. } => "plugin_response_too_large",
+            CallError::Internal => "internal_error",
+        }
+    }
+
+    /// HTTP status: the plugin is the upstream of the request.
+    pub fn status(&self) -> u16 {
+        match self {
+            CallError::Overloaded => 503,
+            CallError::Timeout { .. } => 504,
+            CallError::Internal => 500,
+            _ => 502,
+        }
+    }
+
+    /// A message for the client.
+    pub fn message(&self) -> String {
+        match self {
+            CallError::Overloaded => "too many plugin calls in flight; retry shortly".into(),
+            CallError::Timeout { limit_ms } => format!("the plugin did not answer within its {limit_ms} ms limit"),
+            CallError::FuelExhausted { limit } => format!("the plugin used up its fuel limit of {limit}"),
+            CallError::MemoryLimitExceeded { limit_bytes } => {
+                format!("the plugin exceeded its memory limit of {} MiB", limit_bytes >> 20)
+            }
+            CallError::StackOverflow => "the plugin overflowed its stack".into(),
+            CallError::Trapped => "the plugin failed (trap or panic); see the plugin log".into(),
+            CallError::ResponseTooLarge { limit_bytes } => format!("the plugin's response exceeds {limit_bytes} bytes"),
+            CallError::Internal => "internal error".into(),
+        }
+    }
+}
+
+/// A call's result and what it used.
+#[derive(Debug)]
+pub struct CallOutcome {
+    pub result: Result<types::Response, CallError>,
+    pub stats: CallStats,
+}
+
+/// Who a call is for and how it is metered.
+#[derive(Debug, Clone)]
+pub struct CallRequest {
+    pub binding: Binding,
+    /// The tenant's effective settings for the plugin.
+    pub settings: Arc<Map<String, Value>>,
+    /// Unique per tenant; a repeat is never metered twice.
+    pub idempotency_key: String,
+    pub request: types::Request,
+}
+
+impl Runtime {
+    /// Runs `call` on `plugin`, meters it, and stores its log lines.
+    pub async fn call(&self, plugin: &Arc<LoadedPlugin>, meter: &Meter, call: CallRequest) -> CallOutcome {
+        let started = Instant::now();
+        let request_id = call.request.request_id.clone();
+        let binding = call.binding.clone();
+        let bytes_in = call.request.body.len() as u64;
+        let idempotency_key = call.idempotency_key.clone();
+        let log = LogBuffer::new(self.config.max_log_bytes_per_call);
+        let (result, mut stats) = match tokio::time::timeout(
+            Duration::from_millis(self.config.queue_timeout_ms),
+            self.permits.clone().acquire_owned(),
+        )
+        .await
+        {
+            Ok(Ok(_permit)) => self.run(plugin, call, log.clone()).await,
+            _ => (Err(CallError::Overloaded), CallStats::default()),
+        };
+        stats.wall_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        stats.bytes_in = bytes_in;
+        stats.bytes_out = result.as_ref().map_or(0, |r| r.body.len() as u64);
+        let outcome = match &result {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => e.code().to_owned(),
+        };
+        crate::metrics::record_call(&binding.tenant, &binding.plugin, &outcome, stats.wall_us, stats.fuel);
+
+        let (lines, dropped) = log.take();
+        if !lines.is_empty() || dropped > 0 {
+            let mut lines = lines;
+            if dropped > 0 {
+                lines.push(crate::capabilities::LogLine {
+                    stream: "warn",
+                    message: format!("[weft] {dropped} bytes of output over the per-call log cap were dropped"),
+                });
+            }
+            let db = self.db.clone();
+            let keep = self.config.max_log_lines_per_plugin;
+            let (tenant, plugin_name, rid) = (binding.tenant.clone(), binding.plugin.clone(), request_id.clone());
+            tokio::spawn(async move {
+                if let Err(err) = crate::plugin_logs::append(&db, &tenant, &plugin_name, &rid, &lines, keep).await {
+                    tracing::warn!(error = %err, "could not store plugin log lines");
+                }
+            });
+        }
+
+        let event = UsageEvent {
+            tenant: binding.tenant,
+            idempotency_key,
+            plugin: binding.plugin,
+            version: binding.version,
+            fuel: stats.fuel,
+            wall_us: stats.wall_us,
+            peak_memory: stats.peak_memory,
+            bytes_in: stats.bytes_in,
+            bytes_out: stats.bytes_out,
+            outcome,
+            request_id,
+            occurred_at: now_ms(),
+        };
+        if let Err(err) = meter.record(event).await {
+            tracing::error!(error = %err, "usage event not recorded");
+            return CallOutcome { result: Err(CallError::Internal), stats };
+        }
+        CallOutcome { result, stats }
+    }
+}
+
+impl Runtime {
+    async fn run(&self, plugin: &Arc<LoadedPlugin>, call: CallRequest, log: LogBuffer) -> (Result<types::Response, CallError>, CallStats) {
+        let limits = plugin.limits;
+        let wasi = WasiCtxBuilder::new()
+            .stdout(log.output("stdout"))
+            .stderr(log.output("stderr"))
+            .build();
+        let data = StoreData {
+            caps: Capabilities::new(call.binding, self.storage.clone(), call.settings, log),
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter { limit: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX), peak: 0, refused: false },
+            timed_out: false,
+        };
+        let mut store = Store::new(&self.engine, data);
+        store.limiter(|d| &mut d.limiter);
+        let mut stats = CallStats::default();
+        if store.set_fuel(limits.fuel).is_err() || store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL)).is_err() {
+            return (Err(CallError::Internal), stats);
+        }
+        let deadline = Instant::now() + Duration::from_millis(limits.timeout_ms);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |mut ctx| {
+            if Instant::now() >= deadline {
+                ctx.data_mut().timed_out = true;
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            // Hand the thread back to the scheduler every tick, so a busy
+            // guest never starves other calls on the same worker.
+            Ok(UpdateDeadline::Yield(1))
+        });
+
+        let result = async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            instance.call_handle(&mut store, &call.request).await
+        }
+        .await;
+        stats.fuel = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        let data = store.data();
+        stats.peak_memory = data.limiter.peak as u64;
+        let result = match result {
+            Ok(response) if response.body.len() as u64 > limits.max_response_bytes => {
+                Err(CallError::ResponseTooLarge { limit_bytes: limits.max_response_bytes })
+            }
+            Ok(response) => Ok(response),
+            Err(err) => Err(classify(&err, data, &limits, plugin)),
+        };
+        (result, stats)
+    }
+}
+
+/// Fuel between cooperative yields: about a millisecond of guest work.
+const FUEL_YIELD_INTERVAL: u64 = 1_000_000;
+
+fn classify(err: &wasmtime::Error, data: &StoreData, limits: &super::EffectiveLimits, plugin: &LoadedPlugin) -> CallError {
+    let error = if data.timed_out {
+        CallError::Timeout { limit_ms: limits.timeout_ms }
+    } else if data.limiter.refused {
+        CallError::MemoryLimitExceeded { limit_bytes: limits.memory_bytes }
+    } else {
+        match err.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => CallError::FuelExhausted { limit: limits.fuel },
+            Some(Trap::StackOverflow) => CallError::StackOverflow,
+            Some(Trap::Interrupt) => CallError::Timeout { limit_ms: limits.timeout_ms },
+            Some(_) => CallError::Trapped,
+            // Not a guest trap: a host import failed (already logged) or
+            // instantiation failed.
+            None if format!("{err:#}").contains("host storage fault") => CallError::Internal,
+            None => CallError::Trapped,
+        }
+    };
+    tracing::info!(plugin = %plugin.manifest.plugin.name, code = error.code(), error = %format!("{err:#}"), "plugin call failed");
+    error
+}

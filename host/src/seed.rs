@@ -1,0 +1,60 @@
+//! First-run set-up: the bundled plugins installed, a superadmin and a demo
+//! tenant with an admin user and an API key, the secrets printed once.
+
+use crate::app::App;
+use crate::bundled::BUNDLED;
+use crate::catalog;
+use crate::runtime;
+use crate::tenancy::{NewUser, Role};
+
+/// Installs bundled plugins whose version is not installed yet.
+pub async fn install_bundled(app: &App) -> anyhow::Result<()> {
+    for (name, manifest, component) in BUNDLED {
+        match app.runtime.install(manifest, component).await {
+            Ok(installed) => tracing::info!(plugin = %installed.name, version = %installed.version, "installed bundled plugin"),
+            Err(runtime::Error::Catalog(catalog::Error::VersionExists(..))) => {
+                tracing::debug!(plugin = name, "bundled plugin already installed");
+            }
+            Err(err) => return Err(anyhow::anyhow!("bundled plugin {name}: {err}")),
+        }
+    }
+    Ok(())
+}
+
+/// Creates the demo tenant and its credentials if there are no tenants yet.
+/// Returns the lines to print (secrets shown only this once).
+pub async fn seed_demo(app: &App) -> anyhow::Result<Option<String>> {
+    if !app.tenants.list().await?.is_empty() {
+        return Ok(None);
+    }
+    let root_password = random_password();
+    app.users
+        .create(NewUser { tenant: None, email: "root@weft.local", name: "Platform operator", password: &root_password, role: Role::Superadmin })
+        .await?;
+    let tenant = app.tenants.create("demo", "Demo Business").await?;
+    let admin_password = random_password();
+    app.users
+        .create(NewUser { tenant: Some(&tenant.id), email: "admin@demo.local", name: "Demo Admin", password: &admin_password, role: Role::Admin })
+        .await?;
+    let key = app.api_keys.create(&tenant.id, "demo key", Role::Admin, None).await?;
+    for (name, _, _) in BUNDLED {
+        app.catalog.set_enabled(&tenant.id, name, true).await?;
+    }
+    let base = format!("http://{}", app.config.bind);
+    Ok(Some(format!(
+        "\n  Weft demo seeded (shown once; store these now)\n\
+         \n  superadmin   root@weft.local / {root_password}\
+         \n  tenant       demo  (admin@demo.local / {admin_password})\
+         \n  API key      {}\n\
+         \n  try: curl {base}/t/demo/p/hello/hello\
+         \n       curl -H 'Authorization: Bearer {}' -X POST {base}/t/demo/p/hello/counter/increment\n",
+        key.secret, key.secret
+    )))
+}
+
+fn random_password() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 12];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}

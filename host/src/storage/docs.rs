@@ -1,0 +1,464 @@
+//! JSON document collections of one (tenant, plugin), queried with
+//! equality/range filters on top-level fields, ordering and keyset paging.
+
+use sqlx::AssertSqlSafe;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Error, Owner, Result, Storage, len_i64};
+use crate::db::Engine;
+use crate::ids::now_ms;
+
+/// Most documents in one page.
+pub const MAX_PAGE: u32 = 1000;
+const MAX_FILTERS: usize = 16;
+const MAX_CURSOR_CHARS: usize = 2048;
+
+/// A stored document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    pub id: String,
+    /// The JSON object, as text.
+    pub body: String,
+    pub version: u64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Comparison of a field with a JSON scalar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterOp {
+    Eq,
+    Ne,
+    Lt,
+    Lte,
+    Gt,
+    Gte,
+}
+
+/// `field op value`, `field` a top-level key of the body, or `id`.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    pub field: String,
+    pub op: FilterOp,
+    /// JSON text of a scalar.
+    pub value: String,
+}
+
+/// Order by a top-level field (or `id`); ties broken by id.
+#[derive(Debug, Clone)]
+pub struct Order {
+    pub field: String,
+    pub descending: bool,
+}
+
+/// A query over one collection.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    pub filters: Vec<Filter>,
+    pub order: Option<Order>,
+    pub limit: u32,
+    pub cursor: Option<String>,
+}
+
+/// A page of documents.
+#[derive(Debug, Clone)]
+pub struct DocumentPage {
+    pub documents: Vec<Document>,
+    pub next_cursor: Option<String>,
+}
+
+/// Where a page ended: enough to continue the same query after it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Cursor {
+    /// Order field.
+    f: String,
+    /// Descending?
+    d: bool,
+    /// Value of the order field in the last document.
+    v: Value,
+    /// Id of the last document.
+    id: String,
+}
+
+fn check_collection(name: &str) -> Result<()> {
+    let ok = (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok { Ok(()) } else { Err(Error::InvalidCollection("collections are 1-64 characters of a-z, 0-9, '_' and '-'".into())) }
+}
+
+fn check_id(id: &str) -> Result<()> {
+    let ok = (1..=128).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
+    if ok { Ok(()) } else { Err(Error::InvalidId("ids are 1-128 characters of A-Z, a-z, 0-9, '_', '-', '.' and ':'".into())) }
+}
+
+fn check_field(field: &str) -> Result<()> {
+    let mut bytes = field.bytes();
+    let ok = field.len() <= 64
+        && bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok { Ok(()) } else { Err(Error::InvalidQuery(format!("field {field:?}: fields are 1-64 characters of A-Z, a-z, 0-9 and '_'"))) }
+}
+
+/// A value bound into a query.
+enum Arg {
+    Text(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+/// Builds SQL text and its arguments together so placeholders always match.
+struct Sql {
+    text: String,
+    args: Vec<Arg>,
+    engine: Engine,
+}
+
+impl Sql {
+    fn push(&mut self, s: &str) {
+        self.text.push_str(s);
+    }
+
+    fn arg(&mut self, arg: Arg) -> String {
+        self.args.push(arg);
+        format!("${}", self.args.len())
+    }
+
+    /// A placeholder for a JSON scalar, typed the way the engine compares
+    /// field values: SQLite's json_extract yields SQL scalars, PostgreSQL
+    /// compares jsonb with jsonb.
+    fn json_arg(&mut self, value: &Value) -> Result<String> {
+        match self.engine {
+            Engine::Postgres => Ok(format!("{}::jsonb", self.arg(Arg::Text(value.to_string())))),
+            Engine::Sqlite => Ok(match value {
+                Value::String(s) => self.arg(Arg::Text(s.clone())),
+                Value::Bool(b) => self.arg(Arg::Bool(*b)),
+                Value::Number(n) => match n.as_i64() {
+                    Some(i) => self.arg(Arg::Int(i)),
+                    None => self.arg(Arg::Float(n.as_f64().unwrap_or(f64::NAN))),
+                },
+                Value::Null | Value::Array(_) | Value::Object(_) => {
+                    return Err(Error::InvalidQuery("only strings, numbers and booleans compare".into()));
+                }
+            }),
+        }
+    }
+
+    /// The SQL expression of a field.
+    fn field(&self, field: &str) -> String {
+        if field == "id" {
+            return "id".into();
+        }
+        // `field` passed check_field, so it is safe inside the literal.
+        match self.engine {
+            Engine::Sqlite => format!("json_extract(body, '$.{field}')"),
+            // JSON null and a missing key both become SQL NULL, as on SQLite.
+            Engine::Postgres => format!("NULLIF(body -> '{field}', 'null'::jsonb)"),
+        }
+    }
+}
+
+fn parse_scalar(text: &str) -> Result<Value> {
+    let value: Value = serde_json::from_str(text).map_err(|e| Error::InvalidQuery(format!("filter value is not JSON: {e}")))?;
+    if value.is_array() || value.is_object() {
+        return Err(Error::InvalidQuery("filter values are JSON scalars".into()));
+    }
+    Ok(value)
+}
+
+fn op_sql(op: FilterOp) -> &'static str {
+    match op {
+        FilterOp::Eq => "=",
+        FilterOp::Ne => "<>",
+        FilterOp::Lt => "<",
+        FilterOp::Lte => "<=",
+        FilterOp::Gt => ">",
+        FilterOp::Gte => ">=",
+    }
+}
+
+fn document_from_row(row: &AnyRow) -> Result<Document> {
+    Ok(Document {
+        id: row.try_get("id")?,
+        body: row.try_get("body")?,
+        version: u64::try_from(row.try_get::<i64, _>("version")?).unwrap_or(0),
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+impl Storage {
+    fn body_select(&self) -> &'static str {
+        match self.db.engine() {
+            Engine::Sqlite => "id, body, version, created_at, updated_at",
+            Engine::Postgres => "id, body::text AS body, version, created_at, updated_at",
+        }
+    }
+
+    /// Creates or replaces document `id`; with `if_version`, only if the
+    /// stored version equals it (0: only if absent).
+    pub async fn docs_put(&self, owner: Owner<'_>, collection: &str, id: &str, body: &str, if_version: Option<u64>) -> Result<Document> {
+        check_collection(collection)?;
+        check_id(id)?;
+        if body.len() as u64 > self.quotas.max_document_bytes {
+            return Err(Error::DocumentTooLarge(self.quotas.max_document_bytes));
+        }
+        let value: Value = serde_json::from_str(body).map_err(|e| Error::InvalidJson(e.to_string()))?;
+        if !value.is_object() {
+            return Err(Error::InvalidJson("a document is a JSON object".into()));
+        }
+        let body = value.to_string();
+        let mut tx = self.begin_write(owner).await?;
+        let existing = sqlx::query("SELECT version, size, created_at FROM documents WHERE tenant_id = $1 AND plugin = $2 AND collection = $3 AND id = $4")
+            .bind(owner.tenant.as_str())
+            .bind(owner.plugin)
+            .bind(collection)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let (old_version, old_size, created_at) = match &existing {
+            Some(row) => (row.try_get::<i64, _>("version")?, Some(row.try_get::<i64, _>("size")?), row.try_get::<i64, _>("created_at")?),
+            None => (0, None, now_ms()),
+        };
+        if let Some(expected) = if_version {
+            if u64::try_from(old_version).unwrap_or(0) != expected {
+                return Err(Error::VersionConflict(u64::try_from(old_version).unwrap_or(0)));
+            }
+        }
+        let size = len_i64(collection.len() + id.len() + body.len());
+        match old_size {
+            Some(old) => self.charge(&mut tx, owner.tenant, 0, size - old).await?,
+            None => self.charge(&mut tx, owner.tenant, 1, size).await?,
+        }
+        let now = now_ms();
+        let cast = if self.db.engine() == Engine::Postgres { "::jsonb" } else { "" };
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO documents (tenant_id, plugin, collection, id, body, size, version, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5{cast}, $6, $7, $8, $9) \
+             ON CONFLICT (tenant_id, plugin, collection, id) DO UPDATE SET body = excluded.body, size = excluded.size, \
+             version = excluded.version, updated_at = excluded.updated_at"
+        )))
+        .bind(owner.tenant.as_str())
+        .bind(owner.plugin)
+        .bind(collection)
+        .bind(id)
+        .bind(&body)
+        .bind(size)
+        .bind(old_version + 1)
+        .bind(created_at)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Document {
+            id: id.to_owned(),
+            body,
+            version: u64::try_from(old_version + 1).unwrap_or(0),
+            created_at,
+            updated_at: now,
+        })
+    }
+
+    /// Document `id` of `collection`.
+    pub async fn docs_get(&self, owner: Owner<'_>, collection: &str, id: &str) -> Result<Option<Document>> {
+        check_collection(collection)?;
+        check_id(id)?;
+        let mut tx = self.begin_read(owner).await?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM documents WHERE tenant_id = $1 AND plugin = $2 AND collection = $3 AND id = $4",
+            self.body_select()
+        )))
+        .bind(owner.tenant.as_str())
+        .bind(owner.plugin)
+        .bind(collection)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        row.as_ref().map(document_from_row).transpose()
+    }
+
+    /// Removes document `id`; true if it existed.
+    pub async fn docs_delete(&self, owner: Owner<'_>, collection: &str, id: &str) -> Result<bool> {
+        check_collection(collection)?;
+        check_id(id)?;
+        let mut tx = self.begin_write(owner).await?;
+        let size = sqlx::query_scalar::<_, i64>(
+            "DELETE FROM documents WHERE tenant_id = $1 AND plugin = $2 AND collection = $3 AND id = $4 RETURNING size",
+        )
+        .bind(owner.tenant.as_str())
+        .bind(owner.plugin)
+        .bind(collection)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(size) = size else {
+            return Ok(false);
+        };
+        self.charge(&mut tx, owner.tenant, -1, -size).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Documents of `collection` matching `query`.
+    pub async fn docs_query(&self, owner: Owner<'_>, collection: &str, query: &Query) -> Result<DocumentPage> {
+        check_collection(collection)?;
+        if query.limit == 0 {
+            return Err(Error::InvalidQuery("limit must be at least 1".into()));
+        }
+        if query.filters.len() > MAX_FILTERS {
+            return Err(Error::InvalidQuery(format!("at most {MAX_FILTERS} filters")));
+        }
+        let limit = query.limit.min(MAX_PAGE);
+        let (order_field, descending) = match &query.order {
+            Some(order) => (order.field.as_str(), order.descending),
+            None => ("id", false),
+        };
+        check_field(order_field)?;
+        let mut sql = Sql { text: String::new(), args: Vec::new(), engine: self.db.engine() };
+        let select = format!("SELECT {} FROM documents WHERE tenant_id = ", self.body_select());
+        sql.push(&select);
+        let p = sql.arg(Arg::Text(owner.tenant.to_string()));
+        sql.push(&p);
+        let p = sql.arg(Arg::Text(owner.plugin.to_owned()));
+        sql.push(&format!(" AND plugin = {p}"));
+        let p = sql.arg(Arg::Text(collection.to_owned()));
+        sql.push(&format!(" AND collection = {p}"));
+
+        for filter in &query.filters {
+            check_field(&filter.field)?;
+            let value = parse_scalar(&filter.value)?;
+            let expr = sql.field(&filter.field);
+            if filter.field == "id" && !value.is_string() {
+                return Err(Error::InvalidQuery("id compares with a string".into()));
+            }
+            let clause = match (filter.op, value.is_null()) {
+                (FilterOp::Eq, true) => format!("{expr} IS NULL"),
+                (FilterOp::Ne, true) => format!("{expr} IS NOT NULL"),
+                (_, true) => return Err(Error::InvalidQuery("null compares only with eq and ne".into())),
+                (FilterOp::Ne, false) => {
+                    let v = if filter.field == "id" { sql.arg(Arg::Text(value.as_str().unwrap_or_default().into())) } else { sql.json_arg(&value)? };
+                    format!("({expr} IS NULL OR {expr} <> {v})")
+                }
+                (op, false) => {
+                    let v = if filter.field == "id" { sql.arg(Arg::Text(value.as_str().unwrap_or_default().into())) } else { sql.json_arg(&value)? };
+                    format!("{expr} {} {v}", op_sql(op))
+                }
+            };
+            sql.push(&format!(" AND {clause}"));
+        }
+
+        let order_expr = sql.field(order_field);
+        if let Some(cursor) = &query.cursor {
+            let cursor = decode_cursor(cursor)?;
+            if cursor.f != order_field || cursor.d != descending {
+                return Err(Error::InvalidQuery("cursor belongs to a query with another order".into()));
+            }
+            check_id(&cursor.id).map_err(|_| Error::InvalidQuery("cursor was not issued by this store".into()))?;
+            let cid = sql.arg(Arg::Text(cursor.id.clone()));
+            let (cmp, id_cmp) = if descending { ("<", "<") } else { (">", ">") };
+            let clause = if order_field == "id" {
+                format!("id {id_cmp} {cid}")
+            } else if cursor.v.is_null() {
+                if descending {
+                    format!("({order_expr} IS NULL AND id < {cid})")
+                } else {
+                    format!("(({order_expr} IS NULL AND id > {cid}) OR {order_expr} IS NOT NULL)")
+                }
+            } else {
+                let v1 = sql.json_arg(&cursor.v)?;
+                let v2 = sql.json_arg(&cursor.v)?;
+                let nulls = if descending { format!(" OR {order_expr} IS NULL") } else { String::new() };
+                format!("({order_expr} {cmp} {v1} OR ({order_expr} = {v2} AND id {id_cmp} {cid}){nulls})")
+            };
+            sql.push(&format!(" AND {clause}"));
+        }
+        let (dir, nulls) = if descending { ("DESC", "NULLS LAST") } else { ("ASC", "NULLS FIRST") };
+        if order_field == "id" {
+            sql.push(&format!(" ORDER BY id {dir}"));
+        } else {
+            sql.push(&format!(" ORDER BY {order_expr} {dir} {nulls}, id {dir}"));
+        }
+        let p = sql.arg(Arg::Int(i64::from(limit) + 1));
+        sql.push(&format!(" LIMIT {p}"));
+
+        let mut q = sqlx::query(AssertSqlSafe(sql.text));
+        for arg in sql.args {
+            q = match arg {
+                Arg::Text(s) => q.bind(s),
+                Arg::Int(i) => q.bind(i),
+                Arg::Float(f) => q.bind(f),
+                Arg::Bool(b) => q.bind(b),
+            };
+        }
+        let mut tx = self.begin_read(owner).await?;
+        let rows = q.fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        let mut documents = rows.iter().map(document_from_row).collect::<Result<Vec<_>>>()?;
+        let next_cursor = if documents.len() > limit as usize {
+            documents.truncate(limit as usize);
+            documents.last().map(|last| {
+                let v = if order_field == "id" {
+                    Value::Null
+                } else {
+                    serde_json::from_str::<Value>(&last.body).ok().and_then(|b| b.get(order_field).cloned()).unwrap_or(Value::Null)
+                };
+                encode_cursor(&Cursor { f: order_field.to_owned(), d: descending, v, id: last.id.clone() })
+            })
+        } else {
+            None
+        };
+        Ok(DocumentPage { documents, next_cursor })
+    }
+}
+
+fn encode_cursor(cursor: &Cursor) -> String {
+    B64.encode(serde_json::to_vec(cursor).unwrap_or_default())
+}
+
+fn decode_cursor(text: &str) -> Result<Cursor> {
+    let bad = || Error::InvalidQuery("cursor was not issued by this store".into());
+    if text.len() > MAX_CURSOR_CHARS {
+        return Err(bad());
+    }
+    let bytes = B64.decode(text).map_err(|_| bad())?;
+    let cursor: Cursor = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    if cursor.v.is_array() || cursor.v.is_object() {
+        return Err(bad());
+    }
+    check_field(&cursor.f).map_err(|_| bad())?;
+    Ok(cursor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(check_collection("notes").is_ok());
+        assert!(check_collection("../notes").is_err());
+        assert!(check_collection("Notes").is_err());
+        assert!(check_id("n-1:a.b").is_ok());
+        assert!(check_id("a/b").is_err());
+        assert!(check_field("title").is_ok());
+        assert!(check_field("a.b").is_err());
+        assert!(check_field("x') OR 1=1 --").is_err());
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let c = Cursor { f: "n".into(), d: true, v: Value::from(3), id: "x".into() };
+        let back = decode_cursor(&encode_cursor(&c)).expect("valid");
+        assert_eq!(back.v, Value::from(3));
+        assert!(decode_cursor("!!!").is_err());
+        assert!(decode_cursor(&"A".repeat(10_000)).is_err());
+        assert!(decode_cursor(&B64.encode(br#"{"f":"x y","d":false,"v":1,"id":"a"}"#)).is_err());
+    }
+}

@@ -1,0 +1,260 @@
+//! Key-value entries of one (tenant, plugin).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{Error, Owner, Result, Storage, len_i64};
+use crate::ids::now_ms;
+
+/// Longest key, in bytes.
+pub const MAX_KEY_BYTES: usize = 512;
+/// Most entries in one page.
+pub const MAX_PAGE: u32 = 1000;
+const MAX_CURSOR_CHARS: usize = 1024;
+
+/// One key and its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub key: String,
+    pub value: Vec<u8>,
+}
+
+/// A page of entries in key (byte) order.
+#[derive(Debug, Clone)]
+pub struct EntryPage {
+    pub entries: Vec<Entry>,
+    pub next_cursor: Option<String>,
+}
+
+fn check_key(key: &str) -> Result<()> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES || key.contains('\0') {
+        return Err(Error::InvalidKey(format!("keys are 1-{MAX_KEY_BYTES} bytes without NUL")));
+    }
+    Ok(())
+}
+
+/// The smallest byte string greater than every string that starts with
+/// `prefix`, or `None` if there is none (the prefix is all 0xFF).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+impl Storage {
+    /// The value under `key`.
+    pub async fn kv_get(&self, owner: Owner<'_>, key: &str) -> Result<Option<Vec<u8>>> {
+        check_key(key)?;
+        let mut tx = self.begin_read(owner).await?;
+        let value = sqlx::query_scalar::<_, Vec<u8>>(
+            "SELECT value FROM kv_entries WHERE tenant_id = $1 AND plugin = $2 AND key = $3",
+        )
+        .bind(owner.tenant.as_str())
+        .bind(owner.plugin)
+        .bind(key.as_bytes())
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(value)
+    }
+
+    /// Stores `value` under `key`.
+    pub async fn kv_set(&self, owner: Owner<'_>, key: &str, value: &[u8]) -> Result<()> {
+        check_key(key)?;
+        if value.len() as u64 > self.quotas.max_value_bytes {
+            return Err(Error::ValueTooLarge(self.quotas.max_value_bytes));
+        }
+        let mut tx = self.begin_write(owner).await?;
+        self.kv_write(&mut tx, owner, key, value).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Writes `value` in `tx`, charging the quota with the size change.
+    async fn kv_write(&self, tx: &mut crate::db::Tx, owner: Owner<'_>, key: &str, value: &[u8]) -> Result<()> {
+        let old = self.kv_old_len(tx, owner, key).await?;
+        let new_len = len_i64(key.len() + value.len());
+        let (keys, bytes) = match old {
+            Some(old_len) => (0, new_len - old_len),
+            None => (1, new_len),
+        };
+        self.charge(tx, owner.tenant, keys, bytes).await?;
+        sqlx::query(
+            "INSERT INTO kv_entries (tenant_id, plugin, key, value, updated_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (tenant_id, plugin, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind(owner.tenant.as_str())
+        .bind(owner.plugin)
+        .bind(key.as_bytes())
+        .bind(value)
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn kv_old_len(&self, tx: &mut crate::db::Tx, owner: Owner<'_>, key: &str) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar::<_, i64>(AssertSqlSafe(format!(
+            "SELECT {}(key) + {}(value) FROM kv_entries WHERE tenant_id = $1 AND plugin = $2 AND key = $3",
+            self.blob_len(),
+            self.blob_len()
+        )))
+        .bind(owner.tenant.as_str())
+        .bind(owner.plugin)
+        .bind(key.as_bytes())
+        .fetch_optional(&mut **tx)
+        .await?)
+    }
+
+    /// Removes `key`; true if it existed.
+    pub async fn kv_delete(&self, owner: Owner<'_>, key: &str) -> Result<bool> {
+        check_key(key)?;
+        let mut tx = self.begin_write(owner).await?;
+        let Some(old_len) = self.kv_old_len(&mut tx, owner, key).await? else {
+            return Ok(false);
+        };
+        sqlx::query("DELETE FROM kv_entries WHERE tenant_id = $1 AND plugin = $2 AND key = $3")
+            .bind(owner.tenant.as_str())
+            .bind(owner.plugin)
+            .bind(key.as_bytes())
+            .execute(&mut *tx)
+            .await?;
+        self.charge(&mut tx, owner.tenant, -1, -old_len).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Entries whose key starts with `prefix`, after `cursor`, at most `limit`.
+    pub async fn kv_list_prefix(&self, owner: Owner<'_>, prefix: &str, cursor: Option<&str>, limit: u32) -> Result<EntryPage> {
+        if limit == 0 {
+            return Err(Error::InvalidPage("limit must be at least 1".into()));
+        }
+        if prefix.len() > MAX_KEY_BYTES {
+            return Err(Error::InvalidKey(format!("prefixes are at most {MAX_KEY_BYTES} bytes")));
+        }
+        let limit = limit.min(MAX_PAGE);
+        let after = match cursor {
+            None => None,
+            Some(c) if c.len() <= MAX_CURSOR_CHARS => {
+                Some(B64.decode(c).map_err(|_| Error::InvalidPage("cursor was not issued by this store".into()))?)
+            }
+            Some(_) => return Err(Error::InvalidPage("cursor too long".into())),
+        };
+        let end = prefix_end(prefix.as_bytes());
+        let mut sql = String::from(
+            "SELECT key, value FROM kv_entries WHERE tenant_id = $1 AND plugin = $2 AND key >= $3",
+        );
+        let mut next = 4;
+        if end.is_some() {
+            sql.push_str(&format!(" AND key < ${next}"));
+            next += 1;
+        }
+        if after.is_some() {
+            sql.push_str(&format!(" AND key > ${next}"));
+            next += 1;
+        }
+        sql.push_str(&format!(" ORDER BY key LIMIT ${next}"));
+        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(owner.tenant.as_str()).bind(owner.plugin).bind(prefix.as_bytes());
+        if let Some(end) = end {
+            query = query.bind(end);
+        }
+        if let Some(after) = after {
+            query = query.bind(after);
+        }
+        let mut tx = self.begin_read(owner).await?;
+        let rows = query.bind(i64::from(limit) + 1).fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        let mut entries = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let key: Vec<u8> = row.try_get("key")?;
+            entries.push(Entry {
+                // Keys are only ever written from a Rust `&str`.
+                key: String::from_utf8_lossy(&key).into_owned(),
+                value: row.try_get("value")?,
+            });
+        }
+        let next_cursor = if entries.len() > limit as usize {
+            entries.truncate(limit as usize);
+            entries.last().map(|e| B64.encode(e.key.as_bytes()))
+        } else {
+            None
+        };
+        Ok(EntryPage { entries, next_cursor })
+    }
+
+    /// Adds `delta` to the decimal integer under `key` (absent: 0).
+    pub async fn kv_increment(&self, owner: Owner<'_>, key: &str, delta: i64) -> Result<i64> {
+        check_key(key)?;
+        let mut tx = self.begin_write(owner).await?;
+        let current = sqlx::query_scalar::<_, Vec<u8>>(
+            "SELECT value FROM kv_entries WHERE tenant_id = $1 AND plugin = $2 AND key = $3",
+        )
+        .bind(owner.tenant.as_str())
+        .bind(owner.plugin)
+        .bind(key.as_bytes())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let current = match current {
+            None => 0,
+            Some(bytes) => std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .ok_or(Error::NotAnInteger)?,
+        };
+        let value = current.checked_add(delta).ok_or(Error::Overflow)?;
+        self.kv_write(&mut tx, owner, key, value.to_string().as_bytes()).await?;
+        tx.commit().await?;
+        Ok(value)
+    }
+
+    /// Replaces the value under `key` with `new` if it equals `expected`
+    /// (`None`: absent). True if swapped.
+    pub async fn kv_compare_and_swap(&self, owner: Owner<'_>, key: &str, expected: Option<&[u8]>, new: &[u8]) -> Result<bool> {
+        check_key(key)?;
+        if new.len() as u64 > self.quotas.max_value_bytes {
+            return Err(Error::ValueTooLarge(self.quotas.max_value_bytes));
+        }
+        let mut tx = self.begin_write(owner).await?;
+        let current = sqlx::query_scalar::<_, Vec<u8>>(
+            "SELECT value FROM kv_entries WHERE tenant_id = $1 AND plugin = $2 AND key = $3",
+        )
+        .bind(owner.tenant.as_str())
+        .bind(owner.plugin)
+        .bind(key.as_bytes())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if current.as_deref() != expected {
+            return Ok(false);
+        }
+        self.kv_write(&mut tx, owner, key, new).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_is_the_next_byte_string() {
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b"\xff\xff"), None);
+        assert_eq!(prefix_end(b""), None);
+    }
+
+    #[test]
+    fn keys_are_checked() {
+        assert!(check_key("a").is_ok());
+        assert!(check_key("").is_err());
+        assert!(check_key("a\0b").is_err());
+        assert!(check_key(&"x".repeat(MAX_KEY_BYTES + 1)).is_err());
+    }
+}

@@ -1,0 +1,135 @@
+-- Foundation: tenancy, plugin catalog, tenant-scoped storage, metering.
+-- Timestamps are Unix milliseconds; flags are 0/1 integers (portable through sqlx::Any).
+
+CREATE TABLE tenants (
+    id             TEXT PRIMARY KEY,
+    slug           TEXT NOT NULL UNIQUE,
+    name           TEXT NOT NULL,
+    quota_keys     INTEGER,          -- NULL: the operator's default
+    quota_bytes    INTEGER,
+    created_at     INTEGER NOT NULL
+);
+
+CREATE TABLE users (
+    id             TEXT PRIMARY KEY,
+    tenant_id      TEXT REFERENCES tenants(id) ON DELETE CASCADE,  -- NULL for superadmins
+    email          TEXT NOT NULL,
+    name           TEXT NOT NULL,
+    password_hash  TEXT NOT NULL,
+    role           TEXT NOT NULL CHECK (role IN ('user', 'admin', 'superadmin')),
+    disabled       INTEGER NOT NULL DEFAULT 0,
+    created_at     INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX users_tenant_email ON users (COALESCE(tenant_id, ''), email);
+
+CREATE TABLE api_keys (
+    id             TEXT PRIMARY KEY,
+    tenant_id      TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    name           TEXT NOT NULL,
+    prefix         TEXT NOT NULL,
+    key_hash       TEXT NOT NULL UNIQUE,
+    role           TEXT NOT NULL CHECK (role IN ('user', 'admin')),
+    created_by     TEXT,
+    created_at     INTEGER NOT NULL,
+    revoked_at     INTEGER
+);
+CREATE INDEX api_keys_tenant ON api_keys (tenant_id);
+
+CREATE TABLE plugins (
+    name            TEXT PRIMARY KEY,
+    current_version TEXT NOT NULL,
+    description     TEXT NOT NULL,
+    updated_at      INTEGER NOT NULL
+);
+
+CREATE TABLE plugin_versions (
+    plugin          TEXT NOT NULL REFERENCES plugins(name) ON DELETE CASCADE,
+    version         TEXT NOT NULL,
+    wit_version     TEXT NOT NULL,
+    manifest        TEXT NOT NULL,   -- the plugin.toml as installed
+    component_hash  TEXT NOT NULL,   -- sha256 hex of the component bytes
+    component       BLOB NOT NULL,
+    installed_at    INTEGER NOT NULL,
+    PRIMARY KEY (plugin, version)
+);
+
+CREATE TABLE tenant_plugins (
+    tenant_id   TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    plugin      TEXT NOT NULL REFERENCES plugins(name) ON DELETE CASCADE,
+    enabled     INTEGER NOT NULL,
+    settings    TEXT NOT NULL DEFAULT '{}',
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, plugin)
+);
+
+CREATE TABLE kv_entries (
+    tenant_id   TEXT NOT NULL,
+    plugin      TEXT NOT NULL,
+    key         BLOB NOT NULL,       -- UTF-8 bytes: byte order on every engine
+    value       BLOB NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, plugin, key)
+);
+
+CREATE TABLE documents (
+    tenant_id   TEXT NOT NULL,
+    plugin      TEXT NOT NULL,
+    collection  TEXT NOT NULL,
+    id          TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    version     INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, plugin, collection, id)
+);
+
+-- Running totals that quotas are checked against, kept in the same
+-- transaction as every kv/docs write.
+CREATE TABLE tenant_storage (
+    tenant_id   TEXT PRIMARY KEY REFERENCES tenants(id) ON DELETE CASCADE,
+    keys        INTEGER NOT NULL DEFAULT 0,
+    bytes       INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE usage_events (
+    tenant_id        TEXT NOT NULL,
+    idempotency_key  TEXT NOT NULL,
+    plugin           TEXT NOT NULL,
+    version          TEXT NOT NULL,
+    fuel             INTEGER NOT NULL,
+    wall_us          INTEGER NOT NULL,
+    peak_memory      INTEGER NOT NULL,
+    bytes_in         INTEGER NOT NULL,
+    bytes_out        INTEGER NOT NULL,
+    outcome          TEXT NOT NULL,
+    request_id       TEXT NOT NULL,
+    occurred_at      INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, idempotency_key)
+);
+CREATE INDEX usage_events_time ON usage_events (tenant_id, occurred_at);
+
+-- Responses kept for requests that carried an Idempotency-Key, so a retry
+-- replays the answer instead of running (and billing) the call again.
+CREATE TABLE idempotent_responses (
+    tenant_id   TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    plugin      TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,       -- method + path + body hash of the first request
+    status      INTEGER,             -- NULL while the first request is in flight
+    headers     TEXT,
+    body        BLOB,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, key)
+);
+
+CREATE TABLE plugin_logs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id   TEXT NOT NULL,
+    plugin      TEXT NOT NULL,
+    request_id  TEXT NOT NULL,
+    stream      TEXT NOT NULL,       -- trace|debug|info|warn|error|stdout|stderr
+    message     TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+CREATE INDEX plugin_logs_tenant ON plugin_logs (tenant_id, plugin, id);

@@ -1,0 +1,109 @@
+//! The Weft plugin SDK: write a plugin against `weft:platform@0.1.0` in
+//! plain Rust.
+//!
+//! A plugin is a type implementing [`Plugin`], exported with [`plugin!`]:
+//!
+//! ```no_run
+//! use weft_sdk::{Plugin, Request, Response, Router};
+//!
+//! struct Hello;
+//!
+//! impl Plugin for Hello {
+//!     fn handle(req: Request) -> Response {
+//!         Router::new()
+//!             .get("/hello", |_req: &Request| Response::text(200, "hello"))
+//!             .handle(req)
+//!     }
+//! }
+//!
+//! weft_sdk::plugin!(Hello);
+//! ```
+//!
+//! Build it with `cargo build --target wasm32-wasip2` as a `cdylib`: the
+//! result is a component whose imports are only the interfaces the code
+//! actually calls (unused ones are dropped when the component is made), so
+//! the manifest's `capabilities` must list exactly what the code touches.
+//!
+//! Capabilities are in [`kv`], [`docs`], [`config`] and [`log`]; the raw
+//! generated bindings are in [`bindings`] for anything the wrappers leave out.
+
+#![warn(missing_docs)]
+
+// Lets the generated code name this crate as `weft_sdk` both here and in the
+// plugin crates that expand its export macro.
+extern crate self as weft_sdk;
+
+/// The raw bindings generated from the WIT world `plugin`.
+///
+/// Generated once, here, so every plugin shares one set of types and one
+/// export macro; prefer the wrappers in this crate.
+#[allow(unsafe_code, missing_docs)] // Generated ABI glue is unsafe by nature.
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "plugin",
+        path: "/root/.cache/weft/wit-patched/platform@0.1.0",
+        pub_export_macro: true,
+        default_bindings_module: "weft_sdk::bindings",
+        // Plugins depend on this crate only, so the generated code must reach
+        // the wit-bindgen runtime through it.
+        runtime_path: "weft_sdk::__private::wit_bindgen::rt",
+        additional_type_attributes: {
+            "weft:platform/types@0.1.0/principal": [#[derive(serde::Serialize)]],
+            "weft:platform/types@0.1.0/role": [#[derive(serde::Serialize)] #[serde(rename_all = "snake_case")]],
+            "weft:platform/types@0.1.0/credential-kind": [#[derive(serde::Serialize)] #[serde(rename_all = "snake_case")]],
+        },
+    });
+}
+
+pub mod config;
+pub mod docs;
+pub mod kv;
+pub mod log;
+mod plugin;
+mod query;
+mod request;
+mod response;
+mod router;
+
+pub use bindings::weft::platform::types::{CredentialKind, Method, Principal, Role};
+pub use plugin::Plugin;
+pub use request::{Params, Request};
+pub use response::{IntoResponse, Response};
+pub use router::Router;
+
+/// What a handler that can fail returns: both arms are responses, so `?`
+/// turns a capability error (which converts into a [`Response`]) into the
+/// answer.
+pub type Result<T = Response, E = Response> = core::result::Result<T, E>;
+
+/// Exports a [`Plugin`] implementation as the component's `handle` function.
+///
+/// Use it once per plugin crate, at the crate root:
+///
+/// ```ignore
+/// weft_sdk::plugin!(MyPlugin);
+/// ```
+#[macro_export]
+macro_rules! plugin {
+    ($plugin:ty) => {
+        const _: () = {
+            struct WeftExport;
+
+            impl $crate::bindings::Guest for WeftExport {
+                fn handle(req: $crate::bindings::Request) -> $crate::bindings::Response {
+                    $crate::__private::handle::<$plugin>(req)
+                }
+            }
+
+    $crate::bindings::export!(WeftExport with_types_in $crate::bindings);
+        };
+    };
+}
+
+/// Support for [`plugin!`]; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use wit_bindgen;
+
+    pub use crate::plugin::handle;
+}

@@ -1,0 +1,11 @@
+//! Integration tests: the real server over HTTP with real plugins, on SQLite
+//! and PostgreSQL.
+
+mod common;
+
+mod auth;
+mod errors;
+mod hostile;
+mod isolation;
+mod metering;
+mod upgrade;
