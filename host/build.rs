@@ -8,7 +8,9 @@ use std::process::Command;
 
 fn plugin_dirs(dir: &Path) -> Vec<(String, PathBuf)> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.join("Cargo.toml").exists() && path.join("plugin.toml").exists() {
@@ -20,11 +22,19 @@ fn plugin_dirs(dir: &Path) -> Vec<(String, PathBuf)> {
 }
 
 fn main() {
-    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let root = manifest_dir.parent().expect("host/ lives in the workspace root").to_path_buf();
+    let manifest_dir =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest_dir
+        .parent()
+        .expect("host/ lives in the workspace root")
+        .to_path_buf();
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     // OUT_DIR is <target>/<profile>/build/<crate>-<hash>/out.
-    let target_dir = out_dir.ancestors().nth(4).map(Path::to_path_buf).unwrap_or_else(|| out_dir.join("t"));
+    let target_dir = out_dir
+        .ancestors()
+        .nth(4)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| out_dir.join("t"));
     let wasm_target = target_dir.join("wasm-plugins");
 
     for watched in ["plugins", "tests/plugins", "sdk", "wit", "Cargo.lock"] {
@@ -39,7 +49,14 @@ fn main() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.current_dir(&root)
-            .args(["build", "--profile", "plugin", "--target", "wasm32-wasip2", "--locked"])
+            .args([
+                "build",
+                "--profile",
+                "plugin",
+                "--target",
+                "wasm32-wasip2",
+                "--locked",
+            ])
             .env("CARGO_TARGET_DIR", &wasm_target)
             // The outer build's flags and wrappers are for the host target.
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
@@ -50,15 +67,23 @@ fn main() {
         for (name, _) in &all {
             cmd.args(["-p", name]);
         }
-        let status = cmd.status().expect("run cargo for the wasm32-wasip2 plugins");
+        let status = cmd
+            .status()
+            .expect("run cargo for the wasm32-wasip2 plugins");
         assert!(
             status.success(),
             "building the plugins for wasm32-wasip2 failed (is the target installed? `rustup target add wasm32-wasip2`)"
         );
     }
 
-    let wasm = |name: &str| wasm_target.join("wasm32-wasip2/plugin").join(format!("{}.wasm", name.replace('-', "_")));
-    let mut code = String::from("/// Plugins shipped inside the binary: (name, plugin.toml, component).\npub const BUNDLED: &[(&str, &str, &[u8])] = &[\n");
+    let wasm = |name: &str| {
+        wasm_target
+            .join("wasm32-wasip2/plugin")
+            .join(format!("{}.wasm", name.replace('-', "_")))
+    };
+    let mut code = String::from(
+        "/// Plugins shipped inside the binary: (name, plugin.toml, component).\npub const BUNDLED: &[(&str, &str, &[u8])] = &[\n",
+    );
     for (name, dir) in &bundled {
         code.push_str(&format!(
             "    ({name:?}, include_str!({:?}), include_bytes!({:?})),\n",

@@ -13,11 +13,11 @@ mod usage;
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use tracing::Instrument;
 
 pub use error::{ApiError, ApiResult};
@@ -39,10 +39,54 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(ops::router())
         .fallback(|| async { ApiError::not_found("route_not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "the route does not accept this method")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "the route does not accept this method",
+            )
         })
+        .layer(middleware::from_fn_with_state(body_limit, refuse_oversized))
         .layer(middleware::from_fn(request_context))
         .with_state(app)
+}
+
+/// Bytes of an oversized body read and thrown away before answering 413,
+/// and for how long at most.
+const DRAIN_BYTES: u64 = 64 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Answers 413 to a request whose declared length is over its route's
+/// limit. The body is drained first (bounded): closing a socket with unread
+/// data resets the connection, and the client would lose the 413.
+async fn refuse_oversized(
+    axum::extract::State(limit): axum::extract::State<usize>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let limit = if req.uri().path() == "/v1/plugins" {
+        MAX_UPLOAD_BYTES
+    } else {
+        limit
+    } as u64;
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(len) if len > limit => {
+            if len <= DRAIN_BYTES {
+                let mut body = req.into_body().into_data_stream();
+                let _ = tokio::time::timeout(DRAIN_TIME, async {
+                    use futures::StreamExt;
+                    while let Some(Ok(_)) = body.next().await {}
+                })
+                .await;
+            }
+            extract::body_too_large().into_response()
+        }
+        _ => next.run(req).await,
+    }
 }
 
 /// Gives every request an id (the caller's `x-request-id` if sane), a
@@ -52,7 +96,12 @@ async fn request_context(mut req: Request, next: Next) -> Response {
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     req.extensions_mut().insert(gateway::RequestId(id.clone()));
@@ -61,21 +110,48 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     let mut response = next.run(req).instrument(span.clone()).await;
     let status = response.status().as_u16();
     crate::metrics::record_http(status);
-    span.in_scope(|| tracing::debug!(status, micros = started.elapsed().as_micros() as u64, "done"));
+    span.in_scope(|| {
+        tracing::debug!(
+            status,
+            micros = started.elapsed().as_micros() as u64,
+            "done"
+        )
+    });
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
     }
     // Axum's own rejections (e.g. a malformed path) come without our shape.
     if response.status().is_client_error() && response.headers().get("content-type").is_none() {
-        let code = if response.status() == StatusCode::PAYLOAD_TOO_LARGE { "body_too_large" } else { "bad_request" };
-        let mut shaped = ApiError::new(response.status(), code, response.status().canonical_reason().unwrap_or("bad request")).into_response();
-        shaped.headers_mut().insert("x-request-id", HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("")));
+        let code = if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            "body_too_large"
+        } else {
+            "bad_request"
+        };
+        let mut shaped = ApiError::new(
+            response.status(),
+            code,
+            response
+                .status()
+                .canonical_reason()
+                .unwrap_or("bad request"),
+        )
+        .into_response();
+        shaped.headers_mut().insert(
+            "x-request-id",
+            HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("")),
+        );
         return shaped;
     }
     response
 }
 
 /// Binds `addr` and serves until `shutdown` resolves.
-pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    axum::serve(listener, router(app)).with_graceful_shutdown(shutdown).await
+pub async fn serve(
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

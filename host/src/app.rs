@@ -37,12 +37,20 @@ impl App {
         let db = Db::connect(&config.database_url()).await?;
         db.migrate().await?;
         if db.rls_bypassed().await? {
-            tracing::warn!("the PostgreSQL role bypasses row-level security (superuser or BYPASSRLS): the second tenant wall is off; connect as an ordinary role");
+            tracing::warn!(
+                "the PostgreSQL role bypasses row-level security (superuser or BYPASSRLS): the second tenant wall is off; connect as an ordinary role"
+            );
         }
         let secret = jwt_secret(&config)?;
         let catalog = Arc::new(Catalog::new(db.clone()));
         let storage = Arc::new(Storage::new(db.clone(), config.quotas.clone()));
-        let runtime = Runtime::new(config.runtime.clone(), config.cache_dir(), db.clone(), catalog.clone(), storage.clone())?;
+        let runtime = Runtime::new(
+            config.runtime.clone(),
+            config.cache_dir(),
+            db.clone(),
+            catalog.clone(),
+            storage.clone(),
+        )?;
         let (meter, _writer) = Meter::start(db.clone(), &config.metering);
         let app = Arc::new(Self {
             tenants: Tenants::new(db.clone()),
@@ -62,7 +70,12 @@ impl App {
 
     /// The tenant with `slug` (cached: this is on every plugin call).
     pub async fn tenant_by_slug(&self, slug: &str) -> tenancy::Result<Tenant> {
-        if let Some((tenant, at)) = self.tenant_cache.read().unwrap_or_else(|p| p.into_inner()).get(slug) {
+        if let Some((tenant, at)) = self
+            .tenant_cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(slug)
+        {
             if at.elapsed() < TENANT_CACHE_TTL {
                 return Ok(tenant.clone());
             }

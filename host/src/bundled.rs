@@ -8,6 +8,14 @@ pub fn test_plugin(name: &str) -> std::io::Result<(String, Vec<u8>)> {
     let (_, manifest, component) = TEST_PLUGINS
         .iter()
         .find(|(n, _, _)| *n == name)
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("no test plugin {name}")))?;
-    Ok((std::fs::read_to_string(manifest)?, std::fs::read(component)?))
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no test plugin {name}"),
+            )
+        })?;
+    Ok((
+        std::fs::read_to_string(manifest)?,
+        std::fs::read(component)?,
+    ))
 }

@@ -56,8 +56,18 @@ pub struct Capabilities {
 
 impl Capabilities {
     /// State for one call bound to `binding`.
-    pub fn new(binding: Binding, storage: Arc<Storage>, settings: Arc<Map<String, Value>>, log: LogBuffer) -> Self {
-        Self { binding, storage, settings, log }
+    pub fn new(
+        binding: Binding,
+        storage: Arc<Storage>,
+        settings: Arc<Map<String, Value>>,
+        log: LogBuffer,
+    ) -> Self {
+        Self {
+            binding,
+            storage,
+            settings,
+            log,
+        }
     }
 
     /// The binding of this call.
@@ -66,7 +76,10 @@ impl Capabilities {
     }
 
     fn owner(&self) -> Owner<'_> {
-        Owner { tenant: &self.binding.tenant, plugin: &self.binding.plugin }
+        Owner {
+            tenant: &self.binding.tenant,
+            plugin: &self.binding.plugin,
+        }
     }
 
     /// Adds every platform interface to `linker`; `get` projects the
@@ -75,14 +88,19 @@ impl Capabilities {
         linker: &mut wasmtime::component::Linker<T>,
         get: fn(&mut T) -> &mut Capabilities,
     ) -> wasmtime::Result<()> {
-        bindings::Plugin::add_to_linker::<T, wasmtime::component::HasSelf<Capabilities>>(linker, get)
+        bindings::Plugin::add_to_linker::<T, wasmtime::component::HasSelf<Capabilities>>(
+            linker, get,
+        )
     }
 }
 
 impl types::Host for Capabilities {}
 
 /// A storage error as the guest sees it, or a trap for host faults.
-fn guest_error<E>(err: storage::Error, to_wit: impl FnOnce(storage::Error) -> Option<E>) -> wasmtime::Result<E> {
+fn guest_error<E>(
+    err: storage::Error,
+    to_wit: impl FnOnce(storage::Error) -> Option<E>,
+) -> wasmtime::Result<E> {
     match err {
         storage::Error::Db(db) => {
             // The detail stays in the host's log; the guest only traps.

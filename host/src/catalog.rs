@@ -100,11 +100,20 @@ fn tenant_plugin_from_row(row: &sqlx::any::AnyRow) -> Result<TenantPlugin> {
 impl Catalog {
     /// The catalog over `db`.
     pub fn new(db: Db) -> Self {
-        Self { db, cache: RwLock::new(HashMap::new()) }
+        Self {
+            db,
+            cache: RwLock::new(HashMap::new()),
+        }
     }
 
     /// Records a checked plugin version and makes it the current one.
-    pub async fn record_install(&self, manifest_text: &str, manifest: &Manifest, component: &[u8], hash: &str) -> Result<()> {
+    pub async fn record_install(
+        &self,
+        manifest_text: &str,
+        manifest: &Manifest,
+        component: &[u8],
+        hash: &str,
+    ) -> Result<()> {
         let p = &manifest.plugin;
         let now = now_ms();
         let mut tx = self.db.begin(db::Scope::Platform, db::Mode::Write).await?;
@@ -133,7 +142,9 @@ impl Catalog {
         .execute(&mut *tx)
         .await;
         match inserted {
-            Err(e) if db::is_unique_violation(&e) => return Err(Error::VersionExists(p.name.clone(), p.version.clone())),
+            Err(e) if db::is_unique_violation(&e) => {
+                return Err(Error::VersionExists(p.name.clone(), p.version.clone()));
+            }
             other => other?,
         };
         tx.commit().await?;
@@ -142,45 +153,75 @@ impl Catalog {
 
     /// The current version of every plugin: `(name, version)`.
     pub async fn current_versions(&self) -> Result<Vec<(String, String)>> {
-        let rows = sqlx::query("SELECT name, current_version FROM plugins ORDER BY name").fetch_all(self.db.pool()).await?;
-        rows.iter().map(|r| Ok((r.try_get("name")?, r.try_get("current_version")?))).collect()
+        let rows = sqlx::query("SELECT name, current_version FROM plugins ORDER BY name")
+            .fetch_all(self.db.pool())
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("name")?, r.try_get("current_version")?)))
+            .collect()
     }
 
     /// Hash of an installed version's component, without loading it.
     pub async fn version_hash(&self, name: &str, version: &str) -> Result<String> {
-        sqlx::query_scalar::<_, String>("SELECT component_hash FROM plugin_versions WHERE plugin = $1 AND version = $2")
-            .bind(name)
-            .bind(version)
-            .fetch_optional(self.db.pool())
-            .await?
-            .ok_or(Error::PluginNotFound)
+        sqlx::query_scalar::<_, String>(
+            "SELECT component_hash FROM plugin_versions WHERE plugin = $1 AND version = $2",
+        )
+        .bind(name)
+        .bind(version)
+        .fetch_optional(self.db.pool())
+        .await?
+        .ok_or(Error::PluginNotFound)
     }
 
     /// An installed version; `with_component` false leaves the bytes empty
     /// (the runtime's artifact cache usually has the compiled form).
-    pub async fn load_version(&self, name: &str, version: &str, with_component: bool) -> Result<StoredVersion> {
-        let columns = if with_component { "manifest, component_hash, component" } else { "manifest, component_hash" };
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT {columns} FROM plugin_versions WHERE plugin = $1 AND version = $2")))
-            .bind(name)
-            .bind(version)
-            .fetch_optional(self.db.pool())
-            .await?
-            .ok_or(Error::PluginNotFound)?;
+    pub async fn load_version(
+        &self,
+        name: &str,
+        version: &str,
+        with_component: bool,
+    ) -> Result<StoredVersion> {
+        let columns = if with_component {
+            "manifest, component_hash, component"
+        } else {
+            "manifest, component_hash"
+        };
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {columns} FROM plugin_versions WHERE plugin = $1 AND version = $2"
+        )))
+        .bind(name)
+        .bind(version)
+        .fetch_optional(self.db.pool())
+        .await?
+        .ok_or(Error::PluginNotFound)?;
         let text: String = row.try_get("manifest")?;
         Ok(StoredVersion {
             manifest: Manifest::parse(&text)?,
             component_hash: row.try_get("component_hash")?,
-            component: if with_component { row.try_get("component")? } else { Vec::new() },
+            component: if with_component {
+                row.try_get("component")?
+            } else {
+                Vec::new()
+            },
         })
     }
 
     /// Every plugin with its versions.
     pub async fn list(&self) -> Result<Vec<PluginSummary>> {
-        let plugins = sqlx::query("SELECT name, current_version, description FROM plugins ORDER BY name").fetch_all(self.db.pool()).await?;
-        let versions = sqlx::query("SELECT plugin, version FROM plugin_versions ORDER BY installed_at").fetch_all(self.db.pool()).await?;
+        let plugins =
+            sqlx::query("SELECT name, current_version, description FROM plugins ORDER BY name")
+                .fetch_all(self.db.pool())
+                .await?;
+        let versions =
+            sqlx::query("SELECT plugin, version FROM plugin_versions ORDER BY installed_at")
+                .fetch_all(self.db.pool())
+                .await?;
         let mut by_plugin: HashMap<String, Vec<String>> = HashMap::new();
         for row in &versions {
-            by_plugin.entry(row.try_get("plugin")?).or_default().push(row.try_get("version")?);
+            by_plugin
+                .entry(row.try_get("plugin")?)
+                .or_default()
+                .push(row.try_get("version")?);
         }
         plugins
             .iter()
@@ -197,18 +238,37 @@ impl Catalog {
     }
 
     /// Enables or disables `plugin` for `tenant`.
-    pub async fn set_enabled(&self, tenant: &TenantId, plugin: &str, enabled: bool) -> Result<TenantPlugin> {
+    pub async fn set_enabled(
+        &self,
+        tenant: &TenantId,
+        plugin: &str,
+        enabled: bool,
+    ) -> Result<TenantPlugin> {
         self.upsert(tenant, plugin, Some(enabled), None).await
     }
 
     /// Replaces the tenant's settings of `plugin` (already checked against
     /// the manifest by the caller).
-    pub async fn set_settings(&self, tenant: &TenantId, plugin: &str, settings: &Map<String, Value>) -> Result<TenantPlugin> {
+    pub async fn set_settings(
+        &self,
+        tenant: &TenantId,
+        plugin: &str,
+        settings: &Map<String, Value>,
+    ) -> Result<TenantPlugin> {
         self.upsert(tenant, plugin, None, Some(settings)).await
     }
 
-    async fn upsert(&self, tenant: &TenantId, plugin: &str, enabled: Option<bool>, settings: Option<&Map<String, Value>>) -> Result<TenantPlugin> {
-        let mut tx = self.db.begin(db::Scope::Tenant(tenant), db::Mode::Write).await?;
+    async fn upsert(
+        &self,
+        tenant: &TenantId,
+        plugin: &str,
+        enabled: Option<bool>,
+        settings: Option<&Map<String, Value>>,
+    ) -> Result<TenantPlugin> {
+        let mut tx = self
+            .db
+            .begin(db::Scope::Tenant(tenant), db::Mode::Write)
+            .await?;
         let exists = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM plugins WHERE name = $1")
             .bind(plugin)
             .fetch_one(&mut *tx)
@@ -243,19 +303,34 @@ impl Catalog {
         self.cache
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert((tenant.clone(), plugin.to_owned()), (Some(tp.clone()), Instant::now()));
+            .insert(
+                (tenant.clone(), plugin.to_owned()),
+                (Some(tp.clone()), Instant::now()),
+            );
         Ok(tp)
     }
 
     /// The tenant's use of `plugin` (cached briefly: this is on every call).
-    pub async fn tenant_plugin(&self, tenant: &TenantId, plugin: &str) -> Result<Option<TenantPlugin>> {
+    pub async fn tenant_plugin(
+        &self,
+        tenant: &TenantId,
+        plugin: &str,
+    ) -> Result<Option<TenantPlugin>> {
         let key = (tenant.clone(), plugin.to_owned());
-        if let Some((tp, at)) = self.cache.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        if let Some((tp, at)) = self
+            .cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
             if at.elapsed() < CACHE_TTL {
                 return Ok(tp.clone());
             }
         }
-        let mut tx = self.db.begin(db::Scope::Tenant(tenant), db::Mode::Read).await?;
+        let mut tx = self
+            .db
+            .begin(db::Scope::Tenant(tenant), db::Mode::Read)
+            .await?;
         let row = sqlx::query("SELECT plugin, enabled, settings, updated_at FROM tenant_plugins WHERE tenant_id = $1 AND plugin = $2")
             .bind(tenant.as_str())
             .bind(plugin)
@@ -273,7 +348,10 @@ impl Catalog {
 
     /// Every plugin the tenant has enabled or configured.
     pub async fn tenant_plugins(&self, tenant: &TenantId) -> Result<Vec<TenantPlugin>> {
-        let mut tx = self.db.begin(db::Scope::Tenant(tenant), db::Mode::Read).await?;
+        let mut tx = self
+            .db
+            .begin(db::Scope::Tenant(tenant), db::Mode::Read)
+            .await?;
         let rows = sqlx::query("SELECT plugin, enabled, settings, updated_at FROM tenant_plugins WHERE tenant_id = $1 ORDER BY plugin")
             .bind(tenant.as_str())
             .fetch_all(&mut *tx)

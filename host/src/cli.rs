@@ -114,7 +114,9 @@ pub enum PluginCommand {
 }
 
 fn role(s: &str) -> anyhow::Result<Role> {
-    Role::parse(s).filter(|r| *r != Role::Superadmin).context("role must be user or admin")
+    Role::parse(s)
+        .filter(|r| *r != Role::Superadmin)
+        .context("role must be user or admin")
 }
 
 /// Runs the command line.
@@ -146,43 +148,89 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::User(UserCommand::Create { tenant, superadmin, email, name, password, role: r }) => {
+        Command::User(UserCommand::Create {
+            tenant,
+            superadmin,
+            email,
+            name,
+            password,
+            role: r,
+        }) => {
             let tenant = match (&tenant, superadmin) {
                 (_, true) => None,
                 (Some(slug), false) => Some(app.tenants.by_slug(slug).await?),
                 (None, false) => anyhow::bail!("--tenant is required"),
             };
-            let role = if superadmin { Role::Superadmin } else { role(&r)? };
+            let role = if superadmin {
+                Role::Superadmin
+            } else {
+                role(&r)?
+            };
             let user = app
                 .users
-                .create(NewUser { tenant: tenant.as_ref().map(|t| &t.id), email: &email, name: &name, password: &password, role })
+                .create(NewUser {
+                    tenant: tenant.as_ref().map(|t| &t.id),
+                    email: &email,
+                    name: &name,
+                    password: &password,
+                    role,
+                })
                 .await?;
             println!("{}", serde_json::to_string_pretty(&user)?);
             Ok(())
         }
-        Command::Apikey(ApiKeyCommand::Create { tenant, name, role: r }) => {
+        Command::Apikey(ApiKeyCommand::Create {
+            tenant,
+            name,
+            role: r,
+        }) => {
             let tenant = app.tenants.by_slug(&tenant).await?;
-            let key = app.api_keys.create(&tenant.id, &name, role(&r)?, None).await?;
+            let key = app
+                .api_keys
+                .create(&tenant.id, &name, role(&r)?, None)
+                .await?;
             println!("{}\n(the secret is shown only now)", key.secret);
             Ok(())
         }
-        Command::Plugin(PluginCommand::Install { manifest, component }) => {
-            let text = std::fs::read_to_string(&manifest).with_context(|| format!("reading {}", manifest.display()))?;
-            let bytes = std::fs::read(&component).with_context(|| format!("reading {}", component.display()))?;
+        Command::Plugin(PluginCommand::Install {
+            manifest,
+            component,
+        }) => {
+            let text = std::fs::read_to_string(&manifest)
+                .with_context(|| format!("reading {}", manifest.display()))?;
+            let bytes = std::fs::read(&component)
+                .with_context(|| format!("reading {}", component.display()))?;
             let installed = app.runtime.install(&text, &bytes).await?;
-            println!("installed {} {} ({})", installed.name, installed.version, installed.component_hash);
+            println!(
+                "installed {} {} ({})",
+                installed.name, installed.version, installed.component_hash
+            );
             Ok(())
         }
         Command::Plugin(PluginCommand::List) => {
             for p in app.catalog.list().await? {
-                println!("{}\t{}\t{}", p.name, p.current_version, p.versions.join(","));
+                println!(
+                    "{}\t{}\t{}",
+                    p.name,
+                    p.current_version,
+                    p.versions.join(",")
+                );
             }
             Ok(())
         }
-        Command::Plugin(PluginCommand::Enable { tenant, name, disable }) => {
+        Command::Plugin(PluginCommand::Enable {
+            tenant,
+            name,
+            disable,
+        }) => {
             let tenant = app.tenants.by_slug(&tenant).await?;
             let tp = app.catalog.set_enabled(&tenant.id, &name, !disable).await?;
-            println!("{} {} for {}", tp.plugin, if tp.enabled { "enabled" } else { "disabled" }, tenant.slug);
+            println!(
+                "{} {} for {}",
+                tp.plugin,
+                if tp.enabled { "enabled" } else { "disabled" },
+                tenant.slug
+            );
             Ok(())
         }
         Command::Plugin(PluginCommand::New { .. }) => Ok(()),

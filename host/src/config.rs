@@ -11,10 +11,16 @@ use serde::Deserialize;
 pub enum Error {
     /// The config file exists but could not be read.
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The config file is not valid TOML for [`Config`].
     #[error("invalid config file {path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     /// A `WEFT_*` variable holds a value of the wrong shape.
     #[error("invalid value for {var}: {message}")]
     Env { var: String, message: String },
@@ -134,13 +140,21 @@ impl Default for RuntimeConfig {
 
 impl Default for QuotaConfig {
     fn default() -> Self {
-        Self { keys: 1_000_000, bytes: 1 << 30, max_value_bytes: 1 << 20, max_document_bytes: 1 << 20 }
+        Self {
+            keys: 1_000_000,
+            bytes: 1 << 30,
+            max_value_bytes: 1 << 20,
+            max_document_bytes: 1 << 20,
+        }
     }
 }
 
 impl Default for MeteringConfig {
     fn default() -> Self {
-        Self { batch_size: 512, durable_ack: true }
+        Self {
+            batch_size: 512,
+            durable_ack: true,
+        }
     }
 }
 
@@ -148,10 +162,17 @@ impl Config {
     /// Loads `path` (if it exists) and then applies `WEFT_*` variables.
     pub fn load(path: &Path) -> Result<Self> {
         let mut config = match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text)
-                .map_err(|source| Error::Parse { path: path.to_owned(), source })?,
+            Ok(text) => toml::from_str(&text).map_err(|source| Error::Parse {
+                path: path.to_owned(),
+                source,
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Config::default(),
-            Err(source) => return Err(Error::Read { path: path.to_owned(), source }),
+            Err(source) => {
+                return Err(Error::Read {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
         };
         config.apply_env(|name| std::env::var(name).ok())?;
         Ok(config)
@@ -163,7 +184,10 @@ impl Config {
         where
             T::Err: std::fmt::Display,
         {
-            value.parse().map_err(|e: T::Err| Error::Env { var: name.into(), message: e.to_string() })
+            value.parse().map_err(|e: T::Err| Error::Env {
+                var: name.into(),
+                message: e.to_string(),
+            })
         }
         if let Some(v) = var("WEFT_BIND") {
             self.bind = parse("WEFT_BIND", v)?;
@@ -195,7 +219,10 @@ impl Config {
     /// The database URL, defaulting to `data_dir/weft.db`.
     pub fn database_url(&self) -> String {
         if self.database_url.is_empty() {
-            format!("sqlite://{}?mode=rwc", self.data_dir.join("weft.db").display())
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("weft.db").display()
+            )
         } else {
             self.database_url.clone()
         }
@@ -203,7 +230,10 @@ impl Config {
 
     /// Where precompiled components are cached.
     pub fn cache_dir(&self) -> PathBuf {
-        self.runtime.cache_dir.clone().unwrap_or_else(|| self.data_dir.join("cache"))
+        self.runtime
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("cache"))
     }
 }
 
@@ -213,8 +243,9 @@ mod tests {
 
     #[test]
     fn env_overrides_file_values() {
-        let mut config: Config = toml::from_str("bind = \"127.0.0.1:9000\"\n[runtime]\nmax_fuel = 5\n")
-            .expect("valid toml");
+        let mut config: Config =
+            toml::from_str("bind = \"127.0.0.1:9000\"\n[runtime]\nmax_fuel = 5\n")
+                .expect("valid toml");
         config
             .apply_env(|name| (name == "WEFT_BIND").then(|| "127.0.0.1:9100".to_string()))
             .expect("valid env");

@@ -168,7 +168,9 @@ impl Db {
 }
 
 fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next()?;
     (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
 }
@@ -184,7 +186,10 @@ mod tests {
 
     #[test]
     fn sqlite_path_is_read_from_url() {
-        assert_eq!(sqlite_path("sqlite://data/weft.db?mode=rwc"), Some("data/weft.db".into()));
+        assert_eq!(
+            sqlite_path("sqlite://data/weft.db?mode=rwc"),
+            Some("data/weft.db".into())
+        );
         assert_eq!(sqlite_path("sqlite::memory:"), None);
     }
 
@@ -196,8 +201,14 @@ mod tests {
         db.migrate().await.expect("migrate");
         db.migrate().await.expect("migrating twice is a no-op");
         let tenant = TenantId::from_raw("t1");
-        let mut tx = db.begin(Scope::Tenant(&tenant), Mode::Write).await.expect("begin");
-        sqlx::query("SELECT 1").execute(&mut *tx).await.expect("select");
+        let mut tx = db
+            .begin(Scope::Tenant(&tenant), Mode::Write)
+            .await
+            .expect("begin");
+        sqlx::query("SELECT 1")
+            .execute(&mut *tx)
+            .await
+            .expect("select");
         tx.commit().await.expect("commit");
     }
 }

@@ -28,7 +28,13 @@ pub enum Claim {
 }
 
 /// Claims `key` for a request whose method, path and body hash to `fingerprint`.
-pub async fn claim(db: &Db, tenant: &TenantId, key: &str, plugin: &str, fingerprint: &str) -> Result<Claim, db::Error> {
+pub async fn claim(
+    db: &Db,
+    tenant: &TenantId,
+    key: &str,
+    plugin: &str,
+    fingerprint: &str,
+) -> Result<Claim, db::Error> {
     let mut tx = db.begin(db::Scope::Tenant(tenant), db::Mode::Write).await?;
     let row = sqlx::query("SELECT fingerprint, status, headers, body FROM idempotent_responses WHERE tenant_id = $1 AND key = $2")
         .bind(tenant.as_str())
@@ -44,11 +50,17 @@ pub async fn claim(db: &Db, tenant: &TenantId, key: &str, plugin: &str, fingerpr
                 _ if stored_fp != fingerprint => Claim::Mismatch,
                 None => Claim::InFlight,
                 Some(status) => {
-                    let headers: Option<String> = row.try_get("headers").map_err(db::Error::from)?;
+                    let headers: Option<String> =
+                        row.try_get("headers").map_err(db::Error::from)?;
                     Claim::Done(StoredResponse {
                         status: u16::try_from(status).unwrap_or(500),
-                        headers: headers.and_then(|h| serde_json::from_str(&h).ok()).unwrap_or_default(),
-                        body: row.try_get::<Option<Vec<u8>>, _>("body").map_err(db::Error::from)?.unwrap_or_default(),
+                        headers: headers
+                            .and_then(|h| serde_json::from_str(&h).ok())
+                            .unwrap_or_default(),
+                        body: row
+                            .try_get::<Option<Vec<u8>>, _>("body")
+                            .map_err(db::Error::from)?
+                            .unwrap_or_default(),
                     })
                 }
             }
@@ -71,7 +83,12 @@ pub async fn claim(db: &Db, tenant: &TenantId, key: &str, plugin: &str, fingerpr
 }
 
 /// Stores the answer for a claimed key.
-pub async fn complete(db: &Db, tenant: &TenantId, key: &str, response: &StoredResponse) -> Result<(), db::Error> {
+pub async fn complete(
+    db: &Db,
+    tenant: &TenantId,
+    key: &str,
+    response: &StoredResponse,
+) -> Result<(), db::Error> {
     let mut tx = db.begin(db::Scope::Tenant(tenant), db::Mode::Write).await?;
     sqlx::query("UPDATE idempotent_responses SET status = $1, headers = $2, body = $3 WHERE tenant_id = $4 AND key = $5")
         .bind(i64::from(response.status))
@@ -89,12 +106,14 @@ pub async fn complete(db: &Db, tenant: &TenantId, key: &str, response: &StoredRe
 /// Gives a claimed key up (the call never ran), so a retry may run it.
 pub async fn release(db: &Db, tenant: &TenantId, key: &str) -> Result<(), db::Error> {
     let mut tx = db.begin(db::Scope::Tenant(tenant), db::Mode::Write).await?;
-    sqlx::query("DELETE FROM idempotent_responses WHERE tenant_id = $1 AND key = $2 AND status IS NULL")
-        .bind(tenant.as_str())
-        .bind(key)
-        .execute(&mut *tx)
-        .await
-        .map_err(db::Error::from)?;
+    sqlx::query(
+        "DELETE FROM idempotent_responses WHERE tenant_id = $1 AND key = $2 AND status IS NULL",
+    )
+    .bind(tenant.as_str())
+    .bind(key)
+    .execute(&mut *tx)
+    .await
+    .map_err(db::Error::from)?;
     tx.commit().await.map_err(db::Error::from)?;
     Ok(())
 }

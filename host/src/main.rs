@@ -8,7 +8,10 @@ async fn main() -> anyhow::Result<()> {
     // One TLS provider for the whole process; two linked in make rustls panic.
     let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("WEFT_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,wasmtime=warn,cranelift=warn")))
+        .with_env_filter(
+            EnvFilter::try_from_env("WEFT_LOG")
+                .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,wasmtime=warn,cranelift=warn")),
+        )
         .init();
     weft::cli::run(weft::cli::Cli::parse()).await
 }

@@ -3,8 +3,8 @@
 //! never counts twice and — with `durable_ack` — a call is answered only
 //! after its event is committed.
 
-use sqlx::AssertSqlSafe;
 use serde::Serialize;
+use sqlx::AssertSqlSafe;
 use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
@@ -85,21 +85,38 @@ impl Meter {
         let (sender, receiver) = mpsc::channel(config.batch_size.max(1) * 8);
         let batch_size = config.batch_size.clamp(1, 2000);
         let handle = tokio::spawn(write_loop(db, receiver, batch_size));
-        (Self { sender, durable_ack: config.durable_ack }, handle)
+        (
+            Self {
+                sender,
+                durable_ack: config.durable_ack,
+            },
+            handle,
+        )
     }
 
     /// Records `event`; with `durable_ack`, returns once it is committed.
     pub async fn record(&self, event: UsageEvent) -> Result<()> {
         if !self.durable_ack {
-            return self.sender.send((event, None)).await.map_err(|_| Error::WriterStopped);
+            return self
+                .sender
+                .send((event, None))
+                .await
+                .map_err(|_| Error::WriterStopped);
         }
         let (ack, done) = oneshot::channel();
-        self.sender.send((event, Some(ack))).await.map_err(|_| Error::WriterStopped)?;
+        self.sender
+            .send((event, Some(ack)))
+            .await
+            .map_err(|_| Error::WriterStopped)?;
         done.await.map_err(|_| Error::WriterStopped)?
     }
 }
 
-async fn write_loop(db: Db, mut receiver: mpsc::Receiver<(UsageEvent, Option<Ack>)>, batch_size: usize) {
+async fn write_loop(
+    db: Db,
+    mut receiver: mpsc::Receiver<(UsageEvent, Option<Ack>)>,
+    batch_size: usize,
+) {
     let mut batch = Vec::with_capacity(batch_size);
     // Waits for the first event, then takes whatever else is already queued:
     // under load batches grow by themselves, idle costs nothing.
@@ -163,7 +180,12 @@ fn saturating(v: u64) -> i64 {
 }
 
 /// Usage of `tenant` by day and plugin for days in `[from_ms, to_ms)`.
-pub async fn daily_usage(db: &Db, tenant: &TenantId, from_ms: i64, to_ms: i64) -> Result<Vec<DailyUsage>> {
+pub async fn daily_usage(
+    db: &Db,
+    tenant: &TenantId,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<DailyUsage>> {
     let mut tx = db.begin(db::Scope::Tenant(tenant), db::Mode::Read).await?;
     let rows = sqlx::query(
         "SELECT occurred_at / 86400000 AS day, plugin, COUNT(*) AS calls, \
@@ -198,7 +220,8 @@ pub async fn daily_usage(db: &Db, tenant: &TenantId, from_ms: i64, to_ms: i64) -
 }
 
 fn day_string(day: i64) -> String {
-    let date = time::OffsetDateTime::from_unix_timestamp(day * 86_400).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let date = time::OffsetDateTime::from_unix_timestamp(day * 86_400)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let format = time::macros::format_description!("[year]-[month]-[day]");
     date.format(&format).unwrap_or_default()
 }

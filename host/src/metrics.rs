@@ -45,14 +45,31 @@ fn metrics() -> &'static Metrics {
         let calls = Family::<CallLabels, Counter>::default();
         let fuel = Family::<PluginLabels, Counter>::default();
         let latency = Family::<PluginLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+            Histogram::new([
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 5.0, 10.0,
+            ])
         });
         let http = Family::<StatusLabels, Counter>::default();
-        registry.register("plugin_calls", "Plugin calls by tenant, plugin and outcome (ok or error code)", calls.clone());
+        registry.register(
+            "plugin_calls",
+            "Plugin calls by tenant, plugin and outcome (ok or error code)",
+            calls.clone(),
+        );
         registry.register("plugin_fuel", "Fuel consumed by plugin calls", fuel.clone());
-        registry.register("plugin_call_duration_seconds", "Wall time of plugin calls", latency.clone());
+        registry.register(
+            "plugin_call_duration_seconds",
+            "Wall time of plugin calls",
+            latency.clone(),
+        );
         registry.register("http_responses", "HTTP responses by status", http.clone());
-        Metrics { registry, calls, fuel, latency, http }
+        Metrics {
+            registry,
+            calls,
+            fuel,
+            latency,
+            http,
+        }
     })
 }
 
@@ -60,16 +77,30 @@ fn metrics() -> &'static Metrics {
 pub fn record_call(tenant: &TenantId, plugin: &str, outcome: &str, wall_us: u64, fuel: u64) {
     let m = metrics();
     m.calls
-        .get_or_create(&CallLabels { tenant: tenant.to_string(), plugin: plugin.to_owned(), outcome: outcome.to_owned() })
+        .get_or_create(&CallLabels {
+            tenant: tenant.to_string(),
+            plugin: plugin.to_owned(),
+            outcome: outcome.to_owned(),
+        })
         .inc();
-    let labels = PluginLabels { tenant: tenant.to_string(), plugin: plugin.to_owned() };
+    let labels = PluginLabels {
+        tenant: tenant.to_string(),
+        plugin: plugin.to_owned(),
+    };
     m.fuel.get_or_create(&labels).inc_by(fuel);
-    m.latency.get_or_create(&labels).observe(wall_us as f64 / 1e6);
+    m.latency
+        .get_or_create(&labels)
+        .observe(wall_us as f64 / 1e6);
 }
 
 /// Counts one HTTP response.
 pub fn record_http(status: u16) {
-    metrics().http.get_or_create(&StatusLabels { status: status.to_string() }).inc();
+    metrics()
+        .http
+        .get_or_create(&StatusLabels {
+            status: status.to_string(),
+        })
+        .inc();
 }
 
 /// The Prometheus text exposition.

@@ -1,8 +1,8 @@
 //! The tenant-scoped plugin log: what plugins wrote through `log` or to
 //! stdout/stderr, capped per call (by the runtime) and per plugin (here).
 
-use sqlx::AssertSqlSafe;
 use serde::Serialize;
+use sqlx::AssertSqlSafe;
 use sqlx::Row;
 
 use crate::capabilities::LogLine;
@@ -22,24 +22,47 @@ pub struct StoredLine {
 
 /// Appends lines of one call, then keeps only the newest `keep` lines of
 /// that (tenant, plugin).
-pub async fn append(db: &Db, tenant: &TenantId, plugin: &str, request_id: &str, lines: &[LogLine], keep: i64) -> Result<(), db::Error> {
+pub async fn append(
+    db: &Db,
+    tenant: &TenantId,
+    plugin: &str,
+    request_id: &str,
+    lines: &[LogLine],
+    keep: i64,
+) -> Result<(), db::Error> {
     if lines.is_empty() {
         return Ok(());
     }
     let mut tx = db.begin(db::Scope::Tenant(tenant), db::Mode::Write).await?;
     let now = now_ms();
     for chunk in lines.chunks(200) {
-        let mut sql = String::from("INSERT INTO plugin_logs (tenant_id, plugin, request_id, stream, message, created_at) VALUES ");
+        let mut sql = String::from(
+            "INSERT INTO plugin_logs (tenant_id, plugin, request_id, stream, message, created_at) VALUES ",
+        );
         for i in 0..chunk.len() {
             let b = i * 6;
             if i > 0 {
                 sql.push(',');
             }
-            sql.push_str(&format!("(${},${},${},${},${},${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6));
+            sql.push_str(&format!(
+                "(${},${},${},${},${},${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6
+            ));
         }
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for line in chunk {
-            q = q.bind(tenant.as_str()).bind(plugin).bind(request_id).bind(line.stream).bind(&line.message).bind(now);
+            q = q
+                .bind(tenant.as_str())
+                .bind(plugin)
+                .bind(request_id)
+                .bind(line.stream)
+                .bind(&line.message)
+                .bind(now);
         }
         q.execute(&mut *tx).await.map_err(db::Error::from)?;
     }
@@ -58,7 +81,12 @@ pub async fn append(db: &Db, tenant: &TenantId, plugin: &str, request_id: &str, 
 }
 
 /// The newest `limit` lines of `plugin` for `tenant`, newest first.
-pub async fn recent(db: &Db, tenant: &TenantId, plugin: &str, limit: i64) -> Result<Vec<StoredLine>, db::Error> {
+pub async fn recent(
+    db: &Db,
+    tenant: &TenantId,
+    plugin: &str,
+    limit: i64,
+) -> Result<Vec<StoredLine>, db::Error> {
     let mut tx = db.begin(db::Scope::Tenant(tenant), db::Mode::Read).await?;
     let rows = sqlx::query(
         "SELECT id, plugin, request_id, stream, message, created_at FROM plugin_logs \

@@ -16,7 +16,9 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config as EngineConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{
+    Config as EngineConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
+};
 
 pub use call::{CallError, CallOutcome, CallRequest, CallStats};
 pub use limits::EffectiveLimits;
@@ -93,21 +95,33 @@ pub struct Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Runtime")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        self.stop_ticker.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.stop_ticker
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
 impl Runtime {
     /// Builds the engine (pooling allocator, fuel, epochs) and linker.
-    pub fn new(config: RuntimeConfig, cache_dir: PathBuf, db: Db, catalog: Arc<Catalog>, storage: Arc<Storage>) -> Result<Self> {
+    pub fn new(
+        config: RuntimeConfig,
+        cache_dir: PathBuf,
+        db: Db,
+        catalog: Arc<Catalog>,
+        storage: Arc<Storage>,
+    ) -> Result<Self> {
         let mut engine_config = EngineConfig::new();
-        engine_config.consume_fuel(true).epoch_interruption(true).wasm_component_model(true);
+        engine_config
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .wasm_component_model(true);
         let mut pool = PoolingAllocationConfig::default();
         let instances = config.max_concurrent_instances.max(1);
         pool.total_component_instances(instances)
@@ -116,10 +130,12 @@ impl Runtime {
             .total_tables(instances * 4)
             .max_memory_size(usize::try_from(config.max_memory_mib << 20).unwrap_or(usize::MAX));
         engine_config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&engine_config).map_err(|e| Error::Internal(format!("engine: {e}")))?;
+        let engine =
+            Engine::new(&engine_config).map_err(|e| Error::Internal(format!("engine: {e}")))?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| Error::Internal(format!("wasi linker: {e}")))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| Error::Internal(format!("wasi linker: {e}")))?;
         Capabilities::add_to_linker(&mut linker, |d: &mut call::StoreData| &mut d.caps)
             .map_err(|e| Error::Internal(format!("linker: {e}")))?;
 
@@ -155,13 +171,20 @@ impl Runtime {
 
     /// The current version of `name`, if installed.
     pub fn plugin(&self, name: &str) -> Option<Arc<LoadedPlugin>> {
-        self.plugins.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+        self.plugins
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
     }
 
     /// Names and versions of the loaded plugins.
     pub fn loaded(&self) -> Vec<(String, String)> {
         let plugins = self.plugins.read().unwrap_or_else(|p| p.into_inner());
-        let mut out: Vec<_> = plugins.iter().map(|(n, p)| (n.clone(), p.manifest.plugin.version.clone())).collect();
+        let mut out: Vec<_> = plugins
+            .iter()
+            .map(|(n, p)| (n.clone(), p.manifest.plugin.version.clone()))
+            .collect();
         out.sort();
         out
     }
@@ -174,9 +197,16 @@ impl Runtime {
         let compiled = self.compile(component, &hash).await?;
         let imports = imports::check(&self.engine, &compiled, &manifest)?;
         let loaded = self.prepare(compiled, manifest.clone(), hash.clone())?;
-        self.catalog.record_install(manifest_text, &manifest, component, &hash).await?;
+        self.catalog
+            .record_install(manifest_text, &manifest, component, &hash)
+            .await?;
         self.activate(loaded);
-        Ok(Installed { name: manifest.plugin.name, version: manifest.plugin.version, component_hash: hash, imports })
+        Ok(Installed {
+            name: manifest.plugin.name,
+            version: manifest.plugin.version,
+            component_hash: hash,
+            imports,
+        })
     }
 
     /// Loads the current version of every installed plugin that is not
@@ -184,7 +214,10 @@ impl Runtime {
     pub async fn sync(&self) -> Result<usize> {
         let mut changed = 0;
         for (name, version) in self.catalog.current_versions().await? {
-            if self.plugin(&name).is_some_and(|p| p.manifest.plugin.version == version) {
+            if self
+                .plugin(&name)
+                .is_some_and(|p| p.manifest.plugin.version == version)
+            {
                 continue;
             }
             let stored = self.catalog.load_version(&name, &version, false).await?;
@@ -202,14 +235,25 @@ impl Runtime {
         Ok(changed)
     }
 
-    fn prepare(&self, component: Component, manifest: Manifest, hash: String) -> Result<LoadedPlugin> {
+    fn prepare(
+        &self,
+        component: Component,
+        manifest: Manifest,
+        hash: String,
+    ) -> Result<LoadedPlugin> {
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(|e| Error::InvalidComponent(format!("{e:#}")))?;
-        let pre = PluginPre::new(instance_pre).map_err(|e| Error::InvalidComponent(format!("{e:#}")))?;
+        let pre =
+            PluginPre::new(instance_pre).map_err(|e| Error::InvalidComponent(format!("{e:#}")))?;
         let limits = EffectiveLimits::new(&manifest.limits, &self.config);
-        Ok(LoadedPlugin { manifest, component_hash: hash, limits, pre })
+        Ok(LoadedPlugin {
+            manifest,
+            component_hash: hash,
+            limits,
+            pre,
+        })
     }
 
     fn activate(&self, loaded: LoadedPlugin) {

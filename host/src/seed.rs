@@ -11,7 +11,9 @@ use crate::tenancy::{NewUser, Role};
 pub async fn install_bundled(app: &App) -> anyhow::Result<()> {
     for (name, manifest, component) in BUNDLED {
         match app.runtime.install(manifest, component).await {
-            Ok(installed) => tracing::info!(plugin = %installed.name, version = %installed.version, "installed bundled plugin"),
+            Ok(installed) => {
+                tracing::info!(plugin = %installed.name, version = %installed.version, "installed bundled plugin")
+            }
             Err(runtime::Error::Catalog(catalog::Error::VersionExists(..))) => {
                 tracing::debug!(plugin = name, "bundled plugin already installed");
             }
@@ -29,14 +31,29 @@ pub async fn seed_demo(app: &App) -> anyhow::Result<Option<String>> {
     }
     let root_password = random_password();
     app.users
-        .create(NewUser { tenant: None, email: "root@weft.local", name: "Platform operator", password: &root_password, role: Role::Superadmin })
+        .create(NewUser {
+            tenant: None,
+            email: "root@weft.local",
+            name: "Platform operator",
+            password: &root_password,
+            role: Role::Superadmin,
+        })
         .await?;
     let tenant = app.tenants.create("demo", "Demo Business").await?;
     let admin_password = random_password();
     app.users
-        .create(NewUser { tenant: Some(&tenant.id), email: "admin@demo.local", name: "Demo Admin", password: &admin_password, role: Role::Admin })
+        .create(NewUser {
+            tenant: Some(&tenant.id),
+            email: "admin@demo.local",
+            name: "Demo Admin",
+            password: &admin_password,
+            role: Role::Admin,
+        })
         .await?;
-    let key = app.api_keys.create(&tenant.id, "demo key", Role::Admin, None).await?;
+    let key = app
+        .api_keys
+        .create(&tenant.id, "demo key", Role::Admin, None)
+        .await?;
     for (name, _, _) in BUNDLED {
         app.catalog.set_enabled(&tenant.id, name, true).await?;
     }

@@ -86,7 +86,10 @@ impl Storage {
     }
 
     async fn begin_write(&self, owner: Owner<'_>) -> Result<db::Tx> {
-        let mut tx = self.db.begin(db::Scope::Tenant(owner.tenant), db::Mode::Write).await?;
+        let mut tx = self
+            .db
+            .begin(db::Scope::Tenant(owner.tenant), db::Mode::Write)
+            .await?;
         // Lock the tenant's storage row first: every write of a tenant is
         // serialized from here on, so read-modify-write (increment, CAS, the
         // quota deltas) never loses an update on PostgreSQL's READ COMMITTED.
@@ -101,12 +104,21 @@ impl Storage {
     }
 
     async fn begin_read(&self, owner: Owner<'_>) -> Result<db::Tx> {
-        Ok(self.db.begin(db::Scope::Tenant(owner.tenant), db::Mode::Read).await?)
+        Ok(self
+            .db
+            .begin(db::Scope::Tenant(owner.tenant), db::Mode::Read)
+            .await?)
     }
 
     /// Adds `keys` and `bytes` (either may be negative) to the tenant's
     /// usage, refusing growth past its quota.
-    async fn charge(&self, tx: &mut db::Tx, tenant: &TenantId, keys: i64, bytes: i64) -> Result<()> {
+    async fn charge(
+        &self,
+        tx: &mut db::Tx,
+        tenant: &TenantId,
+        keys: i64,
+        bytes: i64,
+    ) -> Result<()> {
         if keys == 0 && bytes == 0 {
             return Ok(());
         }
@@ -126,7 +138,13 @@ impl Storage {
             return Ok(());
         }
         let usage = self.usage_in(tx, tenant).await?;
-        Err(Error::QuotaExceeded(if keys > 0 && usage.keys + keys > usage.quota_keys { "keys" } else { "bytes" }))
+        Err(Error::QuotaExceeded(
+            if keys > 0 && usage.keys + keys > usage.quota_keys {
+                "keys"
+            } else {
+                "bytes"
+            },
+        ))
     }
 
     async fn usage_in(&self, tx: &mut db::Tx, tenant: &TenantId) -> Result<StorageUsage> {
@@ -141,7 +159,12 @@ impl Storage {
         .fetch_optional(&mut **tx)
         .await?;
         let Some(row) = row else {
-            return Ok(StorageUsage { keys: 0, bytes: 0, quota_keys: self.quotas.keys, quota_bytes: self.quotas.bytes });
+            return Ok(StorageUsage {
+                keys: 0,
+                bytes: 0,
+                quota_keys: self.quotas.keys,
+                quota_bytes: self.quotas.bytes,
+            });
         };
         Ok(StorageUsage {
             keys: row.try_get("keys")?,
@@ -153,7 +176,10 @@ impl Storage {
 
     /// The tenant's storage usage and quotas.
     pub async fn usage(&self, tenant: &TenantId) -> Result<StorageUsage> {
-        let mut tx = self.db.begin(db::Scope::Tenant(tenant), db::Mode::Read).await?;
+        let mut tx = self
+            .db
+            .begin(db::Scope::Tenant(tenant), db::Mode::Read)
+            .await?;
         let usage = self.usage_in(&mut tx, tenant).await?;
         tx.commit().await?;
         Ok(usage)

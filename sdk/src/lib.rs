@@ -41,7 +41,7 @@ extern crate self as weft_sdk;
 pub mod bindings {
     wit_bindgen::generate!({
         world: "plugin",
-        path: "/root/.cache/weft/wit-patched/platform@0.1.0",
+        path: "../wit/platform@0.1.0",
         pub_export_macro: true,
         default_bindings_module: "weft_sdk::bindings",
         // Plugins depend on this crate only, so the generated code must reach

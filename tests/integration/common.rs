@@ -44,7 +44,8 @@ struct PgDb {
 }
 
 fn admin_pg_url() -> String {
-    std::env::var("WEFT_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("WEFT_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// Creates a database and an ordinary login role that owns it; `None`
@@ -55,7 +56,10 @@ async fn create_pg_db() -> Option<PgDb> {
     let mut conn = match sqlx::PgConnection::connect(&admin_url).await {
         Ok(c) => c,
         Err(err) => {
-            assert!(std::env::var("CI").is_err(), "PostgreSQL at {admin_url} is required in CI: {err}");
+            assert!(
+                std::env::var("CI").is_err(),
+                "PostgreSQL at {admin_url} is required in CI: {err}"
+            );
             eprintln!("skipping PostgreSQL variant: {admin_url} unreachable ({err})");
             return None;
         }
@@ -65,7 +69,10 @@ async fn create_pg_db() -> Option<PgDb> {
         format!("CREATE ROLE {name} LOGIN NOSUPERUSER NOBYPASSRLS"),
         format!("CREATE DATABASE {name} OWNER {name}"),
     ] {
-        sqlx::query(sqlx::AssertSqlSafe(stmt)).execute(&mut conn).await.expect("create test database");
+        sqlx::query(sqlx::AssertSqlSafe(stmt))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
     }
     Some(PgDb { admin_url, name })
 }
@@ -81,8 +88,13 @@ impl PgDb {
     async fn drop_db(&self) {
         use sqlx::Connection;
         if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin_url).await {
-            for stmt in [format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name), format!("DROP ROLE IF EXISTS {}", self.name)] {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(stmt)).execute(&mut conn).await;
+            for stmt in [
+                format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+                format!("DROP ROLE IF EXISTS {}", self.name),
+            ] {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(stmt))
+                    .execute(&mut conn)
+                    .await;
             }
         }
     }
@@ -96,6 +108,13 @@ pub async fn start(engine: Engine) -> Option<Server> {
 /// Starts a server with a config adjusted by `tweak`.
 pub async fn start_with(engine: Engine, tweak: impl FnOnce(&mut Config)) -> Option<Server> {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // WEFT_LOG=info shows the server's log under `--nocapture`.
+    if let Ok(filter) = std::env::var("WEFT_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(filter)
+            .try_init();
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let pg = match engine {
         Engine::Sqlite => None,
@@ -111,23 +130,48 @@ pub async fn start_with(engine: Engine, tweak: impl FnOnce(&mut Config)) -> Opti
     config.database_url = pg.as_ref().map(PgDb::url).unwrap_or_default();
     config.runtime.max_concurrent_instances = 32;
     // Compiled plugins are shared by every test of this run.
-    config.runtime.cache_dir = Some(std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("weft-artifacts"));
+    config.runtime.cache_dir =
+        Some(std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("weft-artifacts"));
     tweak(&mut config);
     let app = App::start(config).await.expect("app starts");
-    weft::seed::install_bundled(&app).await.expect("bundled plugins install");
+    weft::seed::install_bundled(&app)
+        .await
+        .expect("bundled plugins install");
     app.users
-        .create(NewUser { tenant: None, email: "root@test.local", name: "Root", password: "root-password", role: Role::Superadmin })
+        .create(NewUser {
+            tenant: None,
+            email: "root@test.local",
+            name: "Root",
+            password: "root-password",
+            role: Role::Superadmin,
+        })
         .await
         .expect("superadmin");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(weft::api::serve(app.clone(), listener, async {
         let _ = rx.await;
     }));
     let client = reqwest::Client::new();
-    let mut server = Server { base, app, client, root_token: String::new(), shutdown: Some(tx), _dir: dir, pg };
-    let (status, body) = server.post("/v1/auth/login", None, json!({"email": "root@test.local", "password": "root-password"})).await;
+    let mut server = Server {
+        base,
+        app,
+        client,
+        root_token: String::new(),
+        shutdown: Some(tx),
+        _dir: dir,
+        pg,
+    };
+    let (status, body) = server
+        .post(
+            "/v1/auth/login",
+            None,
+            json!({"email": "root@test.local", "password": "root-password"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     server.root_token = body["token"].as_str().expect("token").to_owned();
     Some(server)
@@ -146,13 +190,26 @@ impl Server {
     }
 
     /// Sends a request; returns status and JSON body (or the text as a string).
-    pub async fn send(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let (status, _, body) = self.send_raw(method, path, token, body, &[]).await;
         (status, body)
     }
 
     /// Like [`send`] with extra headers, also returning response headers.
-    pub async fn send_raw(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>, headers: &[(&str, &str)]) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
         let mut req = self.client.request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
             req = req.bearer_auth(token);
@@ -186,7 +243,13 @@ impl Server {
     /// Creates a tenant with an admin user (signed in) and an admin API key.
     pub async fn tenant(&self, slug: &str) -> TestTenant {
         let root = Some(self.root_token.as_str());
-        let (status, body) = self.post("/v1/tenants", root, json!({"slug": slug, "name": format!("Tenant {slug}")})).await;
+        let (status, body) = self
+            .post(
+                "/v1/tenants",
+                root,
+                json!({"slug": slug, "name": format!("Tenant {slug}")}),
+            )
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let (status, body) = self
             .post(&format!("/v1/tenants/{slug}/users"), root, json!({"email": format!("admin@{slug}.test"), "name": "Admin", "password": "admin-password", "role": "admin"}))
@@ -197,15 +260,31 @@ impl Server {
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         let admin_token = body["token"].as_str().expect("token").to_owned();
-        let (status, body) = self.post(&format!("/v1/tenants/{slug}/api-keys"), Some(&admin_token), json!({"name": "test", "role": "admin"})).await;
+        let (status, body) = self
+            .post(
+                &format!("/v1/tenants/{slug}/api-keys"),
+                Some(&admin_token),
+                json!({"name": "test", "role": "admin"}),
+            )
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let api_key = body["secret"].as_str().expect("secret").to_owned();
-        TestTenant { slug: slug.to_owned(), admin_token, api_key }
+        TestTenant {
+            slug: slug.to_owned(),
+            admin_token,
+            api_key,
+        }
     }
 
     /// Enables `plugin` for `tenant` through the API.
     pub async fn enable(&self, tenant: &TestTenant, plugin: &str) {
-        let (status, body) = self.put(&format!("/v1/tenants/{}/plugins/{plugin}", tenant.slug), Some(&tenant.admin_token), json!({"enabled": true})).await;
+        let (status, body) = self
+            .put(
+                &format!("/v1/tenants/{}/plugins/{plugin}", tenant.slug),
+                Some(&tenant.admin_token),
+                json!({"enabled": true}),
+            )
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
 
@@ -238,7 +317,8 @@ macro_rules! both_engines {
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                if let Some(server) = $crate::common::start($crate::common::Engine::Postgres).await {
+                if let Some(server) = $crate::common::start($crate::common::Engine::Postgres).await
+                {
                     ($body)(&server).await;
                     server.stop().await;
                 }

@@ -21,11 +21,23 @@ both_engines!(each_attack_fails_only_its_own_call, async |s: &Server| {
     let stop = Arc::new(AtomicBool::new(false));
     let ok_calls = Arc::new(AtomicU32::new(0));
     let bystander = {
-        let (client, url, key, stop, ok_calls) = (s.client.clone(), format!("{}/t/good/p/hello/counter/increment", s.base), good.api_key.clone(), stop.clone(), ok_calls.clone());
+        let (client, url, key, stop, ok_calls) = (
+            s.client.clone(),
+            format!("{}/t/good/p/hello/counter/increment", s.base),
+            good.api_key.clone(),
+            stop.clone(),
+            ok_calls.clone(),
+        );
         tokio::spawn(async move {
             let mut failures = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                let resp = client.post(&url).bearer_auth(&key).json(&json!({})).send().await.expect("bystander request");
+                let resp = client
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .json(&json!({}))
+                    .send()
+                    .await
+                    .expect("bystander request");
                 if resp.status() == StatusCode::OK {
                     ok_calls.fetch_add(1, Ordering::Relaxed);
                 } else {
@@ -39,50 +51,105 @@ both_engines!(each_attack_fails_only_its_own_call, async |s: &Server| {
     for (route, status, expected) in [
         ("/loop", StatusCode::BAD_GATEWAY, "plugin_fuel_exhausted"),
         ("/slow", StatusCode::GATEWAY_TIMEOUT, "plugin_timeout"),
-        ("/hog", StatusCode::BAD_GATEWAY, "plugin_memory_limit_exceeded"),
+        (
+            "/hog",
+            StatusCode::BAD_GATEWAY,
+            "plugin_memory_limit_exceeded",
+        ),
         ("/panic", StatusCode::BAD_GATEWAY, "plugin_trapped"),
         ("/unreachable", StatusCode::BAD_GATEWAY, "plugin_trapped"),
         ("/recurse", StatusCode::BAD_GATEWAY, "plugin_stack_overflow"),
-        ("/huge", StatusCode::BAD_GATEWAY, "plugin_response_too_large"),
+        (
+            "/huge",
+            StatusCode::BAD_GATEWAY,
+            "plugin_response_too_large",
+        ),
     ] {
-        let (got, body) = s.get(&format!("/t/evil/p/hostile{route}"), Some(&evil.api_key)).await;
+        let (got, body) = s
+            .get(&format!("/t/evil/p/hostile{route}"), Some(&evil.api_key))
+            .await;
         assert_eq!((got, code(&body)), (status, expected), "{route}: {body}");
-        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{route}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{route}: {body}"
+        );
         // The same plugin still answers its next call.
         let (got, body) = s.get("/t/evil/p/hostile/ok", Some(&evil.api_key)).await;
         assert_eq!(got, StatusCode::OK, "after {route}: {body}");
     }
 
     // Flooding the log succeeds but keeps only the capped amount.
-    let (got, body) = s.get("/t/evil/p/hostile/log-flood", Some(&evil.api_key)).await;
+    let (got, body) = s
+        .get("/t/evil/p/hostile/log-flood", Some(&evil.api_key))
+        .await;
     assert_eq!(got, StatusCode::OK, "{body}");
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let (got, logs) = s.get("/v1/tenants/evil/plugins/hostile/logs?limit=1000", Some(&evil.admin_token)).await;
+    let (got, logs) = s
+        .get(
+            "/v1/tenants/evil/plugins/hostile/logs?limit=1000",
+            Some(&evil.admin_token),
+        )
+        .await;
     assert_eq!(got, StatusCode::OK, "{logs}");
     let lines = logs["lines"].as_array().expect("lines");
-    let kept: usize = lines.iter().map(|l| l["message"].as_str().map_or(0, str::len)).sum();
+    let kept: usize = lines
+        .iter()
+        .map(|l| l["message"].as_str().map_or(0, str::len))
+        .sum();
     assert!(kept <= 70 * 1024, "log must be capped, kept {kept} bytes");
-    assert!(lines.iter().any(|l| l["message"].as_str().is_some_and(|m| m.contains("dropped"))), "a line must say output was dropped");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"].as_str().is_some_and(|m| m.contains("dropped"))),
+        "a line must say output was dropped"
+    );
     // The other tenant sees none of it.
-    let (_, other) = s.get("/v1/tenants/good/plugins/hello/logs", Some(&good.admin_token)).await;
+    let (_, other) = s
+        .get(
+            "/v1/tenants/good/plugins/hello/logs",
+            Some(&good.admin_token),
+        )
+        .await;
     assert_eq!(other["lines"].as_array().map(Vec::len), Some(0), "{other}");
 
     stop.store(true, Ordering::Relaxed);
     let failures = bystander.await.expect("bystander");
-    assert!(failures.is_empty(), "the bystander tenant saw failures: {failures:?}");
-    assert!(ok_calls.load(Ordering::Relaxed) >= 5, "the bystander kept being served");
+    assert!(
+        failures.is_empty(),
+        "the bystander tenant saw failures: {failures:?}"
+    );
+    assert!(
+        ok_calls.load(Ordering::Relaxed) >= 5,
+        "the bystander kept being served"
+    );
 });
 
 both_engines!(storage_quota_is_a_clear_error, async |s: &Server| {
     s.install_test_plugin("hostile").await;
     let t = s.tenant("greedy").await;
     s.enable(&t, "hostile").await;
-    let (status, body) = s.put("/v1/tenants/greedy/quotas", Some(&s.root_token), json!({"keys": 20, "bytes": 1_000_000})).await;
+    let (status, body) = s
+        .put(
+            "/v1/tenants/greedy/quotas",
+            Some(&s.root_token),
+            json!({"keys": 20, "bytes": 1_000_000}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = s.get("/t/greedy/p/hostile/kv-quota", Some(&t.api_key)).await;
+    let (status, body) = s
+        .get("/t/greedy/p/hostile/kv-quota", Some(&t.api_key))
+        .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     assert_eq!(code(&body), "quota_exceeded", "{body}");
-    assert!(body.to_string().contains("keys"), "the error names the quota: {body}");
+    assert!(
+        body.to_string().contains("keys"),
+        "the error names the quota: {body}"
+    );
     let (_, tenant) = s.get("/v1/tenants/greedy", Some(&t.admin_token)).await;
-    assert_eq!(tenant["storage"]["keys"], 20, "nothing past the quota was written: {tenant}");
+    assert_eq!(
+        tenant["storage"]["keys"], 20,
+        "nothing past the quota was written: {tenant}"
+    );
 });

@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
-use axum::Router;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -23,8 +23,14 @@ pub fn router() -> Router<Arc<App>> {
         .route("/v1/tenants", post(create_tenant).get(list_tenants))
         .route("/v1/tenants/{tenant}", get(get_tenant))
         .route("/v1/tenants/{tenant}/quotas", put(set_quotas))
-        .route("/v1/tenants/{tenant}/users", post(create_user).get(list_users))
-        .route("/v1/tenants/{tenant}/api-keys", post(create_key).get(list_keys))
+        .route(
+            "/v1/tenants/{tenant}/users",
+            post(create_user).get(list_users),
+        )
+        .route(
+            "/v1/tenants/{tenant}/api-keys",
+            post(create_key).get(list_keys),
+        )
         .route("/v1/tenants/{tenant}/api-keys/{key}", delete(revoke_key))
 }
 
@@ -32,7 +38,9 @@ pub fn router() -> Router<Arc<App>> {
 pub async fn tenant_for(app: &App, auth: &Auth, slug: &str, role: Role) -> ApiResult<Tenant> {
     let tenant = match app.tenant_by_slug(slug).await {
         Ok(t) => t,
-        Err(crate::tenancy::Error::NotFound(_)) => return Err(ApiError::not_found("not_found", "tenant not found")),
+        Err(crate::tenancy::Error::NotFound(_)) => {
+            return Err(ApiError::not_found("not_found", "tenant not found"));
+        }
         Err(e) => return Err(e.into()),
     };
     auth.require(&tenant.id, role)?;
@@ -47,9 +55,17 @@ struct LoginBody {
     password: String,
 }
 
-async fn login(State(app): State<Arc<App>>, Json(body): Json<LoginBody>) -> ApiResult<axum::Json<Value>> {
-    let (token, user) = app.users.login(body.tenant.as_deref(), &body.email, &body.password).await?;
-    Ok(axum::Json(json!({ "token": token, "token_type": "Bearer", "expires_in": 86400, "user": user })))
+async fn login(
+    State(app): State<Arc<App>>,
+    Json(body): Json<LoginBody>,
+) -> ApiResult<axum::Json<Value>> {
+    let (token, user) = app
+        .users
+        .login(body.tenant.as_deref(), &body.email, &body.password)
+        .await?;
+    Ok(axum::Json(
+        json!({ "token": token, "token_type": "Bearer", "expires_in": 86400, "user": user }),
+    ))
 }
 
 async fn me(auth: Auth) -> axum::Json<Value> {
@@ -62,9 +78,16 @@ struct TenantBody {
     name: String,
 }
 
-async fn create_tenant(State(app): State<Arc<App>>, auth: Auth, Json(body): Json<TenantBody>) -> ApiResult<(StatusCode, axum::Json<Tenant>)> {
+async fn create_tenant(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Json(body): Json<TenantBody>,
+) -> ApiResult<(StatusCode, axum::Json<Tenant>)> {
     auth.require_superadmin()?;
-    Ok((StatusCode::CREATED, axum::Json(app.tenants.create(&body.slug, &body.name).await?)))
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(app.tenants.create(&body.slug, &body.name).await?),
+    ))
 }
 
 async fn list_tenants(State(app): State<Arc<App>>, auth: Auth) -> ApiResult<axum::Json<Value>> {
@@ -72,7 +95,11 @@ async fn list_tenants(State(app): State<Arc<App>>, auth: Auth) -> ApiResult<axum
     Ok(axum::Json(json!({ "tenants": app.tenants.list().await? })))
 }
 
-async fn get_tenant(State(app): State<Arc<App>>, auth: Auth, Path(slug): Path<String>) -> ApiResult<axum::Json<Value>> {
+async fn get_tenant(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(slug): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
     let tenant = tenant_for(&app, &auth, &slug, Role::User).await?;
     let storage = app.storage.usage(&tenant.id).await?;
     Ok(axum::Json(json!({ "tenant": tenant, "storage": storage })))
@@ -84,10 +111,19 @@ struct QuotaBody {
     bytes: Option<i64>,
 }
 
-async fn set_quotas(State(app): State<Arc<App>>, auth: Auth, Path(slug): Path<String>, Json(body): Json<QuotaBody>) -> ApiResult<axum::Json<Tenant>> {
+async fn set_quotas(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(slug): Path<String>,
+    Json(body): Json<QuotaBody>,
+) -> ApiResult<axum::Json<Tenant>> {
     auth.require_superadmin()?;
     let tenant = tenant_for(&app, &auth, &slug, Role::Admin).await?;
-    Ok(axum::Json(app.tenants.set_quotas(&tenant.id, body.keys, body.bytes).await?))
+    Ok(axum::Json(
+        app.tenants
+            .set_quotas(&tenant.id, body.keys, body.bytes)
+            .await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -103,21 +139,38 @@ fn default_role() -> Role {
     Role::User
 }
 
-async fn create_user(State(app): State<Arc<App>>, auth: Auth, Path(slug): Path<String>, Json(body): Json<UserBody>) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+async fn create_user(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(slug): Path<String>,
+    Json(body): Json<UserBody>,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
     let tenant = tenant_for(&app, &auth, &slug, Role::Admin).await?;
     if body.role == Role::Superadmin {
         return Err(ApiError::invalid("role must be user or admin"));
     }
     let user = app
         .users
-        .create(NewUser { tenant: Some(&tenant.id), email: &body.email, name: &body.name, password: &body.password, role: body.role })
+        .create(NewUser {
+            tenant: Some(&tenant.id),
+            email: &body.email,
+            name: &body.name,
+            password: &body.password,
+            role: body.role,
+        })
         .await?;
     Ok((StatusCode::CREATED, axum::Json(json!(user))))
 }
 
-async fn list_users(State(app): State<Arc<App>>, auth: Auth, Path(slug): Path<String>) -> ApiResult<axum::Json<Value>> {
+async fn list_users(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(slug): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
     let tenant = tenant_for(&app, &auth, &slug, Role::Admin).await?;
-    Ok(axum::Json(json!({ "users": app.users.list(&tenant.id).await? })))
+    Ok(axum::Json(
+        json!({ "users": app.users.list(&tenant.id).await? }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -127,19 +180,42 @@ struct KeyBody {
     role: Role,
 }
 
-async fn create_key(State(app): State<Arc<App>>, auth: Auth, Path(slug): Path<String>, Json(body): Json<KeyBody>) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+async fn create_key(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(slug): Path<String>,
+    Json(body): Json<KeyBody>,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
     let tenant = tenant_for(&app, &auth, &slug, Role::Admin).await?;
-    let by = (auth.0.kind == crate::tenancy::CredentialKind::Session).then(|| UserId::from_raw(auth.0.id.clone()));
-    let key = app.api_keys.create(&tenant.id, &body.name, body.role, by.as_ref()).await?;
+    let by = (auth.0.kind == crate::tenancy::CredentialKind::Session)
+        .then(|| UserId::from_raw(auth.0.id.clone()));
+    let key = app
+        .api_keys
+        .create(&tenant.id, &body.name, body.role, by.as_ref())
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(json!(key))))
 }
 
-async fn list_keys(State(app): State<Arc<App>>, auth: Auth, Path(slug): Path<String>) -> ApiResult<axum::Json<Value>> {
+async fn list_keys(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(slug): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
     let tenant = tenant_for(&app, &auth, &slug, Role::Admin).await?;
-    Ok(axum::Json(json!({ "api_keys": app.api_keys.list(&tenant.id).await? })))
+    Ok(axum::Json(
+        json!({ "api_keys": app.api_keys.list(&tenant.id).await? }),
+    ))
 }
 
-async fn revoke_key(State(app): State<Arc<App>>, auth: Auth, Path((slug, key)): Path<(String, String)>) -> ApiResult<axum::Json<Value>> {
+async fn revoke_key(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path((slug, key)): Path<(String, String)>,
+) -> ApiResult<axum::Json<Value>> {
     let tenant = tenant_for(&app, &auth, &slug, Role::Admin).await?;
-    Ok(axum::Json(json!(app.api_keys.revoke(&tenant.id, &ApiKeyId::from_raw(key)).await?)))
+    Ok(axum::Json(json!(
+        app.api_keys
+            .revoke(&tenant.id, &ApiKeyId::from_raw(key))
+            .await?
+    )))
 }

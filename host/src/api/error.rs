@@ -22,7 +22,11 @@ pub type ApiResult<T> = Result<T, ApiError>;
 impl ApiError {
     /// An error with this status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
     /// 400 `invalid_input`.
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -30,7 +34,11 @@ impl ApiError {
     }
     /// 401 `unauthorized`.
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or invalid credentials")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or invalid credentials",
+        )
     }
     /// 403 `forbidden`.
     pub fn forbidden(message: impl Into<String>) -> Self {
@@ -43,13 +51,21 @@ impl ApiError {
     /// 500; `detail` is logged, not sent.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "internal error",
+        )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": { "code": self.code, "message": self.message } }))).into_response()
+        (
+            self.status,
+            Json(json!({ "error": { "code": self.code, "message": self.message } })),
+        )
+            .into_response()
     }
 }
 
@@ -65,7 +81,11 @@ impl From<tenancy::Error> for ApiError {
         match err {
             E::Invalid(m) => Self::invalid(m),
             E::NotFound(what) => Self::not_found("not_found", format!("{what} not found")),
-            E::Conflict(what) => Self::new(StatusCode::CONFLICT, "conflict", format!("{what} already exists")),
+            E::Conflict(what) => Self::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("{what} already exists"),
+            ),
             E::InvalidCredentials => Self::unauthorized(),
             E::Db(e) => Self::internal(e),
             E::Hash(e) => Self::internal(e),
@@ -77,9 +97,15 @@ impl From<catalog::Error> for ApiError {
     fn from(err: catalog::Error) -> Self {
         use catalog::Error as E;
         match err {
-            E::InvalidManifest(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_manifest", m),
-            E::InvalidSettings(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_settings", m),
-            e @ E::VersionExists(..) => Self::new(StatusCode::CONFLICT, "version_exists", e.to_string()),
+            E::InvalidManifest(m) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_manifest", m)
+            }
+            E::InvalidSettings(m) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_settings", m)
+            }
+            e @ E::VersionExists(..) => {
+                Self::new(StatusCode::CONFLICT, "version_exists", e.to_string())
+            }
             E::PluginNotFound => Self::not_found("plugin_not_found", "plugin not found"),
             E::Db(e) => Self::internal(e),
         }
@@ -90,8 +116,12 @@ impl From<runtime::Error> for ApiError {
     fn from(err: runtime::Error) -> Self {
         use runtime::Error as E;
         match err {
-            E::InvalidComponent(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_component", m),
-            E::UndeclaredImport(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "undeclared_import", m),
+            E::InvalidComponent(m) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_component", m)
+            }
+            E::UndeclaredImport(m) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "undeclared_import", m)
+            }
             E::Catalog(e) => e.into(),
             E::Internal(e) => Self::internal(e),
         }

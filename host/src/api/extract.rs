@@ -29,9 +29,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
                 "unsupported_media_type",
                 "expected Content-Type: application/json",
             )),
-            Err(JsonRejection::JsonSyntaxError(e)) => Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.body_text())),
+            Err(JsonRejection::JsonSyntaxError(e)) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                e.body_text(),
+            )),
             Err(JsonRejection::JsonDataError(e)) => Err(ApiError::invalid(e.body_text())),
-            Err(JsonRejection::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(body_too_large()),
+            Err(JsonRejection::BytesRejection(e))
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                Err(body_too_large())
+            }
             Err(e) => Err(ApiError::new(e.status(), "bad_request", e.body_text())),
         }
     }
@@ -39,7 +47,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 
 /// 413 `body_too_large`.
 pub fn body_too_large() -> ApiError {
-    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "request body is larger than allowed")
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        "request body is larger than allowed",
+    )
 }
 
 /// The bearer credential of a request, if it has one; an invalid one is a 401.
@@ -50,7 +62,10 @@ pub async fn principal_of(app: &App, parts: &Parts) -> Result<Option<Principal>,
     let token = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .ok_or_else(ApiError::unauthorized)?;
     let principal = if token.starts_with(api_keys_prefix()) {
@@ -68,8 +83,14 @@ pub struct Auth(pub Principal);
 impl FromRequestParts<Arc<App>> for Auth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
-        principal_of(app, parts).await?.map(Auth).ok_or_else(ApiError::unauthorized)
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &Arc<App>,
+    ) -> Result<Self, Self::Rejection> {
+        principal_of(app, parts)
+            .await?
+            .map(Auth)
+            .ok_or_else(ApiError::unauthorized)
     }
 }
 
@@ -83,7 +104,10 @@ impl Auth {
         if self.0.tenant.as_ref() != Some(tenant) {
             return Err(ApiError::not_found("not_found", "tenant not found"));
         }
-        Err(ApiError::forbidden(format!("this needs the {} role", role.as_str())))
+        Err(ApiError::forbidden(format!(
+            "this needs the {} role",
+            role.as_str()
+        )))
     }
 
     /// Requires the platform operator.
@@ -97,6 +121,8 @@ impl Auth {
 
     /// The caller's own tenant (superadmins must name one).
     pub fn tenant(&self) -> Result<TenantId, ApiError> {
-        self.0.tenant.clone().ok_or_else(|| ApiError::invalid("a superadmin must name the tenant: use /v1/tenants/{id}/..."))
+        self.0.tenant.clone().ok_or_else(|| {
+            ApiError::invalid("a superadmin must name the tenant: use /v1/tenants/{id}/...")
+        })
     }
 }

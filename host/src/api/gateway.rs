@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Response, StatusCode};
 use axum::routing::any;
-use axum::Router;
 use sha2::{Digest, Sha256};
 
 use super::error::{ApiError, ApiResult};
@@ -31,13 +31,23 @@ pub fn router() -> Router<Arc<App>> {
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-async fn call_root(state: State<Arc<App>>, Path((tenant, plugin)): Path<(String, String)>, parts: Parts, body: Body) -> ApiResult<Response<Body>> {
+async fn call_root(
+    state: State<Arc<App>>,
+    Path((tenant, plugin)): Path<(String, String)>,
+    parts: Parts,
+    body: Body,
+) -> ApiResult<Response<Body>> {
     call(state, Path((tenant, plugin, String::new())), parts, body).await
 }
 
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
-async fn call(State(app): State<Arc<App>>, Path((slug, plugin_name, path)): Path<(String, String, String)>, parts: Parts, body: Body) -> ApiResult<Response<Body>> {
+async fn call(
+    State(app): State<Arc<App>>,
+    Path((slug, plugin_name, path)): Path<(String, String, String)>,
+    parts: Parts,
+    body: Body,
+) -> ApiResult<Response<Body>> {
     let not_found = || ApiError::not_found("not_found", "no such tenant, plugin or route");
     let tenant = match app.tenant_by_slug(&slug).await {
         Ok(t) => t,
@@ -52,8 +62,19 @@ async fn call(State(app): State<Arc<App>>, Path((slug, plugin_name, path)): Path
     let path = format!("/{path}");
     let route = match plugin.manifest.route(parts.method.as_str(), &path) {
         Ok(route) => route,
-        Err(true) => return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "the route does not accept this method")),
-        Err(false) => return Err(ApiError::not_found("route_not_found", format!("{plugin_name} has no route {path}"))),
+        Err(true) => {
+            return Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "the route does not accept this method",
+            ));
+        }
+        Err(false) => {
+            return Err(ApiError::not_found(
+                "route_not_found",
+                format!("{plugin_name} has no route {path}"),
+            ));
+        }
     };
 
     // The caller: any credential must be valid and of this tenant; private
@@ -67,26 +88,71 @@ async fn call(State(app): State<Arc<App>>, Path((slug, plugin_name, path)): Path
     if !route.public {
         let p = principal.as_ref().ok_or_else(ApiError::unauthorized)?;
         if !p.can(&tenant.id, route.role) {
-            return Err(ApiError::forbidden(format!("this route needs the {} role", route.role.as_str())));
+            return Err(ApiError::forbidden(format!(
+                "this route needs the {} role",
+                route.role.as_str()
+            )));
         }
     }
 
-    let body = axum::body::to_bytes(body, app.config.max_body_bytes).await.map_err(|_| body_too_large())?;
-    let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
+    let body = axum::body::to_bytes(body, app.config.max_body_bytes)
+        .await
+        .map_err(|_| body_too_large())?;
+    let request_id = parts
+        .extensions
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
     let idempotency_key = match parts.headers.get("idempotency-key") {
         None => None,
         Some(v) => {
-            let key = v.to_str().ok().filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY);
-            Some(key.ok_or_else(|| ApiError::invalid(format!("Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} visible ASCII characters")))?.to_owned())
+            let key = v
+                .to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY);
+            Some(
+                key.ok_or_else(|| {
+                    ApiError::invalid(format!(
+                        "Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+                    ))
+                })?
+                .to_owned(),
+            )
         }
     };
     if let Some(key) = &idempotency_key {
-        let fingerprint = hex::encode(Sha256::new().chain_update(parts.method.as_str()).chain_update([0]).chain_update(&plugin_name).chain_update([0]).chain_update(&path).chain_update([0]).chain_update(parts.uri.query().unwrap_or("")).chain_update([0]).chain_update(&body).finalize());
+        let fingerprint = hex::encode(
+            Sha256::new()
+                .chain_update(parts.method.as_str())
+                .chain_update([0])
+                .chain_update(&plugin_name)
+                .chain_update([0])
+                .chain_update(&path)
+                .chain_update([0])
+                .chain_update(parts.uri.query().unwrap_or(""))
+                .chain_update([0])
+                .chain_update(&body)
+                .finalize(),
+        );
         match idempotency::claim(&app.db, &tenant.id, key, &plugin_name, &fingerprint).await? {
             Claim::Fresh => {}
-            Claim::Done(stored) => return Ok(to_http(stored.status, &stored.headers, stored.body, true)),
-            Claim::InFlight => return Err(ApiError::new(StatusCode::CONFLICT, "idempotency_key_in_use", "a request with this Idempotency-Key is still running")),
-            Claim::Mismatch => return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", "this Idempotency-Key was used for a different request")),
+            Claim::Done(stored) => {
+                return Ok(to_http(stored.status, &stored.headers, stored.body, true));
+            }
+            Claim::InFlight => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "idempotency_key_in_use",
+                    "a request with this Idempotency-Key is still running",
+                ));
+            }
+            Claim::Mismatch => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was used for a different request",
+                ));
+            }
         }
     }
 
@@ -97,8 +163,15 @@ async fn call(State(app): State<Arc<App>>, Path((slug, plugin_name, path)): Path
         headers: parts
             .headers
             .iter()
-            .filter(|(name, _)| !matches!(name.as_str(), "authorization" | "cookie" | "proxy-authorization"))
-            .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
+            .filter(|(name, _)| {
+                !matches!(
+                    name.as_str(),
+                    "authorization" | "cookie" | "proxy-authorization"
+                )
+            })
+            .filter_map(|(name, value)| {
+                Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+            })
             .collect(),
         body: body.to_vec(),
         caller: principal.map(|p| types::Principal {
@@ -117,22 +190,47 @@ async fn call(State(app): State<Arc<App>>, Path((slug, plugin_name, path)): Path
         request_id: request_id.clone(),
     };
     let settings = Arc::new(plugin.manifest.effective_settings(&tenant_plugin.settings));
-    let binding = Binding { tenant: tenant.id.clone(), plugin: plugin_name.clone(), version: plugin.manifest.plugin.version.clone() };
-    let call = CallRequest { binding, settings, idempotency_key: idempotency_key.clone().unwrap_or_else(|| request_id.clone()), request };
+    let binding = Binding {
+        tenant: tenant.id.clone(),
+        plugin: plugin_name.clone(),
+        version: plugin.manifest.plugin.version.clone(),
+    };
+    let call = CallRequest {
+        binding,
+        settings,
+        idempotency_key: idempotency_key
+            .clone()
+            .unwrap_or_else(|| request_id.clone()),
+        request,
+    };
     let outcome = app.runtime.call(&plugin, &app.meter, call).await;
 
     let (status, headers, body) = match outcome.result {
         Ok(response) => {
-            let status = if (200..=599).contains(&response.status) { response.status } else { 502 };
+            let status = if (200..=599).contains(&response.status) {
+                response.status
+            } else {
+                502
+            };
             (status, response.headers, response.body)
         }
         Err(err) => {
-            let body = serde_json::json!({ "error": { "code": err.code(), "message": err.message() } }).to_string();
-            (err.status(), vec![("content-type".to_owned(), "application/json".to_owned())], body.into_bytes())
+            let body =
+                serde_json::json!({ "error": { "code": err.code(), "message": err.message() } })
+                    .to_string();
+            (
+                err.status(),
+                vec![("content-type".to_owned(), "application/json".to_owned())],
+                body.into_bytes(),
+            )
         }
     };
     if let Some(key) = &idempotency_key {
-        let stored = StoredResponse { status, headers, body };
+        let stored = StoredResponse {
+            status,
+            headers,
+            body,
+        };
         if status == 503 {
             // Never ran (overloaded): let a retry run it.
             idempotency::release(&app.db, &tenant.id, key).await?;
@@ -157,16 +255,33 @@ fn method_of(method: &axum::http::Method) -> types::Method {
 }
 
 /// The plugin's response as HTTP; headers the host owns are dropped.
-fn to_http(status: u16, headers: &[(String, String)], body: Vec<u8>, replayed: bool) -> Response<Body> {
+fn to_http(
+    status: u16,
+    headers: &[(String, String)],
+    body: Vec<u8>,
+    replayed: bool,
+) -> Response<Body> {
     let mut response = Response::new(Body::from(Bytes::from(body)));
     *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
     let out = response.headers_mut();
     for (name, value) in headers {
         let lower = name.to_ascii_lowercase();
-        if matches!(lower.as_str(), "content-length" | "transfer-encoding" | "connection" | "keep-alive" | "upgrade" | "x-request-id" | "set-cookie") {
+        if matches!(
+            lower.as_str(),
+            "content-length"
+                | "transfer-encoding"
+                | "connection"
+                | "keep-alive"
+                | "upgrade"
+                | "x-request-id"
+                | "set-cookie"
+        ) {
             continue;
         }
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(lower.as_bytes()), HeaderValue::from_str(value)) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(lower.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
             out.append(name, value);
         }
     }

@@ -2,18 +2,21 @@
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
 use serde_json::json;
 
 use crate::app::App;
 
 /// Routes of this area.
 pub fn router() -> Router<Arc<App>> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics))
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -22,14 +25,28 @@ async fn healthz() -> impl IntoResponse {
 
 async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
     match sqlx::query("SELECT 1").execute(app.db.pool()).await {
-        Ok(_) => (StatusCode::OK, axum::Json(json!({ "status": "ready", "plugins": app.runtime.loaded().len() }))),
+        Ok(_) => (
+            StatusCode::OK,
+            axum::Json(json!({ "status": "ready", "plugins": app.runtime.loaded().len() })),
+        ),
         Err(err) => {
             tracing::error!(error = %err, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({ "error": { "code": "not_ready", "message": "database unavailable" } })))
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(
+                    json!({ "error": { "code": "not_ready", "message": "database unavailable" } }),
+                ),
+            )
         }
     }
 }
 
 async fn metrics() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], crate::metrics::render())
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(),
+    )
 }

@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::Router;
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -22,7 +22,10 @@ pub fn router() -> Router<Arc<App>> {
         .route("/v1/plugins", get(list).post(install))
         .route("/v1/plugins/{name}/routes", get(routes))
         .route("/v1/tenants/{tenant}/plugins", get(tenant_plugins))
-        .route("/v1/tenants/{tenant}/plugins/{name}", get(tenant_plugin).put(configure))
+        .route(
+            "/v1/tenants/{tenant}/plugins/{name}",
+            get(tenant_plugin).put(configure),
+        )
         .route("/v1/tenants/{tenant}/plugins/{name}/logs", get(logs))
 }
 
@@ -38,7 +41,11 @@ struct InstallBody {
     component_base64: String,
 }
 
-async fn install(State(app): State<Arc<App>>, auth: Auth, Json(body): Json<InstallBody>) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+async fn install(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Json(body): Json<InstallBody>,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
     auth.require_superadmin()?;
     let component = base64::engine::general_purpose::STANDARD
         .decode(body.component_base64.trim())
@@ -47,8 +54,14 @@ async fn install(State(app): State<Arc<App>>, auth: Auth, Json(body): Json<Insta
     Ok((StatusCode::CREATED, axum::Json(json!(installed))))
 }
 
-async fn routes(State(app): State<Arc<App>>, Path(name): Path<String>) -> ApiResult<axum::Json<Value>> {
-    let plugin = app.runtime.plugin(&name).ok_or_else(|| ApiError::not_found("plugin_not_found", "plugin not found"))?;
+async fn routes(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    let plugin = app
+        .runtime
+        .plugin(&name)
+        .ok_or_else(|| ApiError::not_found("plugin_not_found", "plugin not found"))?;
     let m = &plugin.manifest;
     Ok(axum::Json(json!({
         "name": m.plugin.name,
@@ -59,14 +72,27 @@ async fn routes(State(app): State<Arc<App>>, Path(name): Path<String>) -> ApiRes
     })))
 }
 
-async fn tenant_plugins(State(app): State<Arc<App>>, auth: Auth, Path(slug): Path<String>) -> ApiResult<axum::Json<Value>> {
+async fn tenant_plugins(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(slug): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
     let tenant = tenant_for(&app, &auth, &slug, Role::Admin).await?;
-    Ok(axum::Json(json!({ "plugins": app.catalog.tenant_plugins(&tenant.id).await? })))
+    Ok(axum::Json(
+        json!({ "plugins": app.catalog.tenant_plugins(&tenant.id).await? }),
+    ))
 }
 
-async fn tenant_plugin(State(app): State<Arc<App>>, auth: Auth, Path((slug, name)): Path<(String, String)>) -> ApiResult<axum::Json<Value>> {
+async fn tenant_plugin(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path((slug, name)): Path<(String, String)>,
+) -> ApiResult<axum::Json<Value>> {
     let tenant = tenant_for(&app, &auth, &slug, Role::Admin).await?;
-    let plugin = app.runtime.plugin(&name).ok_or_else(|| ApiError::not_found("plugin_not_found", "plugin not found"))?;
+    let plugin = app
+        .runtime
+        .plugin(&name)
+        .ok_or_else(|| ApiError::not_found("plugin_not_found", "plugin not found"))?;
     let tp = app.catalog.tenant_plugin(&tenant.id, &name).await?;
     let stored = tp.as_ref().map(|t| t.settings.clone()).unwrap_or_default();
     Ok(axum::Json(json!({
@@ -86,28 +112,47 @@ struct ConfigureBody {
     settings: Option<Map<String, Value>>,
 }
 
-async fn configure(State(app): State<Arc<App>>, auth: Auth, Path((slug, name)): Path<(String, String)>, Json(body): Json<ConfigureBody>) -> ApiResult<axum::Json<Value>> {
+async fn configure(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path((slug, name)): Path<(String, String)>,
+    Json(body): Json<ConfigureBody>,
+) -> ApiResult<axum::Json<Value>> {
     let tenant = tenant_for(&app, &auth, &slug, Role::Admin).await?;
-    let plugin = app.runtime.plugin(&name).ok_or_else(|| ApiError::not_found("plugin_not_found", "plugin not found"))?;
+    let plugin = app
+        .runtime
+        .plugin(&name)
+        .ok_or_else(|| ApiError::not_found("plugin_not_found", "plugin not found"))?;
     if body.enabled.is_none() && body.settings.is_none() {
         return Err(ApiError::invalid("give `enabled`, `settings` or both"));
     }
     if let Some(settings) = &body.settings {
         plugin.manifest.check_settings(settings)?;
-        app.catalog.set_settings(&tenant.id, &name, settings).await?;
+        app.catalog
+            .set_settings(&tenant.id, &name, settings)
+            .await?;
     }
     let mut tp = None;
     if let Some(enabled) = body.enabled {
         if enabled && body.settings.is_none() {
             // Enabling needs the required settings to be there already.
-            let stored = app.catalog.tenant_plugin(&tenant.id, &name).await?.map(|t| t.settings).unwrap_or_default();
+            let stored = app
+                .catalog
+                .tenant_plugin(&tenant.id, &name)
+                .await?
+                .map(|t| t.settings)
+                .unwrap_or_default();
             plugin.manifest.check_settings(&stored)?;
         }
         tp = Some(app.catalog.set_enabled(&tenant.id, &name, enabled).await?);
     }
     let tp = match tp {
         Some(tp) => tp,
-        None => app.catalog.tenant_plugin(&tenant.id, &name).await?.ok_or_else(|| ApiError::internal("settings vanished"))?,
+        None => app
+            .catalog
+            .tenant_plugin(&tenant.id, &name)
+            .await?
+            .ok_or_else(|| ApiError::internal("settings vanished"))?,
     };
     Ok(axum::Json(json!(tp)))
 }
@@ -117,8 +162,15 @@ struct LogQuery {
     limit: Option<i64>,
 }
 
-async fn logs(State(app): State<Arc<App>>, auth: Auth, Path((slug, name)): Path<(String, String)>, Query(q): Query<LogQuery>) -> ApiResult<axum::Json<Value>> {
+async fn logs(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path((slug, name)): Path<(String, String)>,
+    Query(q): Query<LogQuery>,
+) -> ApiResult<axum::Json<Value>> {
     let tenant = tenant_for(&app, &auth, &slug, Role::Admin).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    Ok(axum::Json(json!({ "lines": crate::plugin_logs::recent(&app.db, &tenant.id, &name, limit).await? })))
+    Ok(axum::Json(
+        json!({ "lines": crate::plugin_logs::recent(&app.db, &tenant.id, &name, limit).await? }),
+    ))
 }

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
-use axum::Router;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -17,7 +17,9 @@ use crate::tenancy::Role;
 
 /// Routes of this area.
 pub fn router() -> Router<Arc<App>> {
-    Router::new().route("/v1/usage", get(own_usage)).route("/v1/tenants/{tenant}/usage", get(tenant_usage))
+    Router::new()
+        .route("/v1/usage", get(own_usage))
+        .route("/v1/tenants/{tenant}/usage", get(tenant_usage))
 }
 
 #[derive(Deserialize)]
@@ -32,29 +34,56 @@ const DAY_MS: i64 = 86_400_000;
 
 fn parse_day(s: &str) -> Result<i64, ApiError> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
-    let date = time::Date::parse(s, &format).map_err(|_| ApiError::invalid(format!("{s:?} is not a YYYY-MM-DD date")))?;
+    let date = time::Date::parse(s, &format)
+        .map_err(|_| ApiError::invalid(format!("{s:?} is not a YYYY-MM-DD date")))?;
     Ok(date.midnight().assume_utc().unix_timestamp() * 1000)
 }
 
-async fn usage_of(app: &App, tenant: &crate::tenancy::Tenant, range: Range) -> ApiResult<axum::Json<Value>> {
+async fn usage_of(
+    app: &App,
+    tenant: &crate::tenancy::Tenant,
+    range: Range,
+) -> ApiResult<axum::Json<Value>> {
     let today = now_ms() / DAY_MS * DAY_MS;
-    let from = range.from.as_deref().map(parse_day).transpose()?.unwrap_or(today - 29 * DAY_MS);
-    let to = range.to.as_deref().map(parse_day).transpose()?.unwrap_or(today) + DAY_MS;
+    let from = range
+        .from
+        .as_deref()
+        .map(parse_day)
+        .transpose()?
+        .unwrap_or(today - 29 * DAY_MS);
+    let to = range
+        .to
+        .as_deref()
+        .map(parse_day)
+        .transpose()?
+        .unwrap_or(today)
+        + DAY_MS;
     if to <= from || to - from > 366 * DAY_MS {
-        return Err(ApiError::invalid("the range must be 1-366 days with from <= to"));
+        return Err(ApiError::invalid(
+            "the range must be 1-366 days with from <= to",
+        ));
     }
     let days = crate::metering::daily_usage(&app.db, &tenant.id, from, to).await?;
     Ok(axum::Json(json!({ "tenant": tenant.slug, "usage": days })))
 }
 
-async fn own_usage(State(app): State<Arc<App>>, auth: Auth, Query(range): Query<Range>) -> ApiResult<axum::Json<Value>> {
+async fn own_usage(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Query(range): Query<Range>,
+) -> ApiResult<axum::Json<Value>> {
     let tenant_id = auth.tenant()?;
     auth.require(&tenant_id, Role::Admin)?;
     let tenant = app.tenants.by_id(&tenant_id).await?;
     usage_of(&app, &tenant, range).await
 }
 
-async fn tenant_usage(State(app): State<Arc<App>>, auth: Auth, Path(slug): Path<String>, Query(range): Query<Range>) -> ApiResult<axum::Json<Value>> {
+async fn tenant_usage(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(slug): Path<String>,
+    Query(range): Query<Range>,
+) -> ApiResult<axum::Json<Value>> {
     let tenant = tenant_for(&app, &auth, &slug, Role::Admin).await?;
     usage_of(&app, &tenant, range).await
 }

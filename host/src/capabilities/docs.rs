@@ -5,20 +5,45 @@ use super::{Capabilities, guest_error};
 use crate::storage::{self, FilterOp};
 
 fn document(d: storage::Document) -> Document {
-    Document { id: d.id, body: d.body, version: d.version, created_at: d.created_at, updated_at: d.updated_at }
+    Document {
+        id: d.id,
+        body: d.body,
+        version: d.version,
+        created_at: d.created_at,
+        updated_at: d.updated_at,
+    }
 }
 
 impl docs::Host for Capabilities {
-    async fn put(&mut self, collection: String, id: String, body: String, if_version: Option<u64>) -> Result<Document, storage::Error> {
-        self.storage.docs_put(self.owner(), &collection, &id, &body, if_version).await.map(document)
+    async fn put(
+        &mut self,
+        collection: String,
+        id: String,
+        body: String,
+        if_version: Option<u64>,
+    ) -> Result<Document, storage::Error> {
+        self.storage
+            .docs_put(self.owner(), &collection, &id, &body, if_version)
+            .await
+            .map(document)
     }
 
-    async fn get(&mut self, collection: String, id: String) -> Result<Option<Document>, storage::Error> {
-        Ok(self.storage.docs_get(self.owner(), &collection, &id).await?.map(document))
+    async fn get(
+        &mut self,
+        collection: String,
+        id: String,
+    ) -> Result<Option<Document>, storage::Error> {
+        Ok(self
+            .storage
+            .docs_get(self.owner(), &collection, &id)
+            .await?
+            .map(document))
     }
 
     async fn delete(&mut self, collection: String, id: String) -> Result<bool, storage::Error> {
-        self.storage.docs_delete(self.owner(), &collection, &id).await
+        self.storage
+            .docs_delete(self.owner(), &collection, &id)
+            .await
     }
 
     async fn query(&mut self, collection: String, q: Query) -> Result<Page, storage::Error> {
@@ -39,12 +64,21 @@ impl docs::Host for Capabilities {
                     value: f.value,
                 })
                 .collect(),
-            order: q.order.map(|o| storage::Order { field: o.field, descending: o.descending }),
+            order: q.order.map(|o| storage::Order {
+                field: o.field,
+                descending: o.descending,
+            }),
             limit: q.limit,
             cursor: q.cursor,
         };
-        let page = self.storage.docs_query(self.owner(), &collection, &query).await?;
-        Ok(Page { documents: page.documents.into_iter().map(document).collect(), next_cursor: page.next_cursor })
+        let page = self
+            .storage
+            .docs_query(self.owner(), &collection, &query)
+            .await?;
+        Ok(Page {
+            documents: page.documents.into_iter().map(document).collect(),
+            next_cursor: page.next_cursor,
+        })
     }
 
     fn convert_error(&mut self, err: storage::Error) -> wasmtime::Result<docs::Error> {
@@ -54,7 +88,11 @@ impl docs::Host for Capabilities {
             storage::Error::InvalidJson(m) => Some(docs::Error::InvalidJson(m)),
             storage::Error::DocumentTooLarge(n) => Some(docs::Error::TooLarge(n)),
             storage::Error::VersionConflict(v) => Some(docs::Error::VersionConflict(v)),
-            storage::Error::QuotaExceeded(q) => Some(docs::Error::QuotaExceeded(if q == "keys" { "documents".into() } else { q.to_owned() })),
+            storage::Error::QuotaExceeded(q) => Some(docs::Error::QuotaExceeded(if q == "keys" {
+                "documents".into()
+            } else {
+                q.to_owned()
+            })),
             storage::Error::InvalidQuery(m) => Some(docs::Error::InvalidQuery(m)),
             _ => None,
         })

@@ -17,10 +17,25 @@ impl kv::Host for Capabilities {
         self.storage.kv_delete(self.owner(), &key).await
     }
 
-    async fn list_prefix(&mut self, prefix: String, cursor: Option<String>, limit: u32) -> Result<EntryPage, storage::Error> {
-        let page = self.storage.kv_list_prefix(self.owner(), &prefix, cursor.as_deref(), limit).await?;
+    async fn list_prefix(
+        &mut self,
+        prefix: String,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<EntryPage, storage::Error> {
+        let page = self
+            .storage
+            .kv_list_prefix(self.owner(), &prefix, cursor.as_deref(), limit)
+            .await?;
         Ok(EntryPage {
-            entries: page.entries.into_iter().map(|e| Entry { key: e.key, value: e.value }).collect(),
+            entries: page
+                .entries
+                .into_iter()
+                .map(|e| Entry {
+                    key: e.key,
+                    value: e.value,
+                })
+                .collect(),
             next_cursor: page.next_cursor,
         })
     }
@@ -29,8 +44,15 @@ impl kv::Host for Capabilities {
         self.storage.kv_increment(self.owner(), &key, delta).await
     }
 
-    async fn compare_and_swap(&mut self, key: String, expected: Option<Vec<u8>>, new: Vec<u8>) -> Result<bool, storage::Error> {
-        self.storage.kv_compare_and_swap(self.owner(), &key, expected.as_deref(), &new).await
+    async fn compare_and_swap(
+        &mut self,
+        key: String,
+        expected: Option<Vec<u8>>,
+        new: Vec<u8>,
+    ) -> Result<bool, storage::Error> {
+        self.storage
+            .kv_compare_and_swap(self.owner(), &key, expected.as_deref(), &new)
+            .await
     }
 
     fn convert_error(&mut self, err: storage::Error) -> wasmtime::Result<kv::Error> {

@@ -31,7 +31,10 @@ pub struct LogBuffer(Arc<Mutex<Inner>>);
 impl LogBuffer {
     /// A buffer keeping at most `cap` bytes.
     pub fn new(cap: usize) -> Self {
-        Self(Arc::new(Mutex::new(Inner { cap, ..Inner::default() })))
+        Self(Arc::new(Mutex::new(Inner {
+            cap,
+            ..Inner::default()
+        })))
     }
 
     /// Appends `bytes` as one line of `stream` if it fits.
@@ -45,7 +48,9 @@ impl LogBuffer {
         let take = bytes.len().min(room);
         inner.kept_bytes += take;
         inner.dropped_bytes += (bytes.len() - take) as u64;
-        let message = String::from_utf8_lossy(&bytes[..take]).trim_end_matches('\n').to_owned();
+        let message = String::from_utf8_lossy(&bytes[..take])
+            .trim_end_matches('\n')
+            .to_owned();
         inner.lines.push(LogLine { stream, message });
     }
 
@@ -59,7 +64,10 @@ impl LogBuffer {
 
     /// A WASI stdout/stderr that writes into this buffer.
     pub fn output(&self, stream: &'static str) -> CapturedOutput {
-        CapturedOutput { buffer: self.clone(), stream }
+        CapturedOutput {
+            buffer: self.clone(),
+            stream,
+        }
     }
 }
 

@@ -49,7 +49,9 @@ pub struct PluginInfo {
 }
 
 /// A platform interface a plugin may import.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Capability {
     Kv,
@@ -186,7 +188,9 @@ impl Manifest {
         let p = &self.plugin;
         let name_ok = (1..=48).contains(&p.name.len())
             && p.name.as_bytes()[0].is_ascii_lowercase()
-            && p.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            && p.name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !name_ok {
             return Err(invalid("plugin.name must match [a-z][a-z0-9-]{0,47}"));
         }
@@ -194,20 +198,32 @@ impl Manifest {
             return Err(invalid("plugin.version must be a semantic version (1.2.3)"));
         }
         if !SUPPORTED_WIT.contains(&p.wit.as_str()) {
-            return Err(invalid(format!("plugin.wit {} is not supported (this host runs {SUPPORTED_WIT:?})", p.wit)));
+            return Err(invalid(format!(
+                "plugin.wit {} is not supported (this host runs {SUPPORTED_WIT:?})",
+                p.wit
+            )));
         }
         if p.description.len() > 500 {
             return Err(invalid("plugin.description is at most 500 characters"));
         }
         for route in &self.routes {
-            parse_pattern(&route.path).map_err(|e| invalid(format!("route {}: {e}", route.path)))?;
+            parse_pattern(&route.path)
+                .map_err(|e| invalid(format!("route {}: {e}", route.path)))?;
             if route.role == Role::Superadmin {
-                return Err(invalid(format!("route {}: role is user or admin", route.path)));
+                return Err(invalid(format!(
+                    "route {}: role is user or admin",
+                    route.path
+                )));
             }
         }
         for (key, setting) in &self.settings {
-            if key.is_empty() || key.len() > 64 || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                return Err(invalid(format!("setting {key:?}: keys are 1-64 characters of A-Z, a-z, 0-9, '_'")));
+            if key.is_empty()
+                || key.len() > 64
+                || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            {
+                return Err(invalid(format!(
+                    "setting {key:?}: keys are 1-64 characters of A-Z, a-z, 0-9, '_'"
+                )));
             }
             if let Some(default) = &setting.default {
                 check_setting_value(key, setting, default)?;
@@ -215,7 +231,10 @@ impl Manifest {
         }
         for schedule in &self.schedules {
             if schedule.cron.split_whitespace().count() < 5 {
-                return Err(invalid(format!("schedule {}: cron needs at least 5 fields", schedule.name)));
+                return Err(invalid(format!(
+                    "schedule {}: cron needs at least 5 fields",
+                    schedule.name
+                )));
             }
         }
         Ok(())
@@ -238,7 +257,10 @@ impl Manifest {
 
     /// `stored` settings checked against the schema, with defaults filled
     /// in: the object a plugin's `config` import sees.
-    pub fn effective_settings(&self, stored: &serde_json::Map<String, Value>) -> serde_json::Map<String, Value> {
+    pub fn effective_settings(
+        &self,
+        stored: &serde_json::Map<String, Value>,
+    ) -> serde_json::Map<String, Value> {
         let mut out = serde_json::Map::new();
         for (key, setting) in &self.settings {
             if let Some(value) = stored.get(key).or(setting.default.as_ref()) {
@@ -251,12 +273,17 @@ impl Manifest {
     /// Checks a tenant admin's settings object against the schema.
     pub fn check_settings(&self, settings: &serde_json::Map<String, Value>) -> Result<()> {
         for (key, value) in settings {
-            let setting = self.settings.get(key).ok_or_else(|| Error::InvalidSettings(format!("unknown setting {key:?}")))?;
+            let setting = self
+                .settings
+                .get(key)
+                .ok_or_else(|| Error::InvalidSettings(format!("unknown setting {key:?}")))?;
             check_setting_value(key, setting, value)?;
         }
         for (key, setting) in &self.settings {
             if setting.required && setting.default.is_none() && !settings.contains_key(key) {
-                return Err(Error::InvalidSettings(format!("setting {key:?} is required")));
+                return Err(Error::InvalidSettings(format!(
+                    "setting {key:?} is required"
+                )));
             }
         }
         Ok(())
@@ -296,14 +323,19 @@ fn check_setting_value(key: &str, setting: &Setting, value: &Value) -> Result<()
     if ok {
         Ok(())
     } else {
-        Err(Error::InvalidSettings(format!("setting {key:?} must be a {:?}", setting.kind).to_lowercase()))
+        Err(Error::InvalidSettings(
+            format!("setting {key:?} must be a {:?}", setting.kind).to_lowercase(),
+        ))
     }
 }
 
 fn is_semver(v: &str) -> bool {
     let core = v.split(['-', '+']).next().unwrap_or("");
     let parts: Vec<&str> = core.split('.').collect();
-    parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Checks a route pattern: absolute, `{name}` segments, `{*rest}` last.
@@ -385,7 +417,10 @@ required = true
     #[test]
     fn parses_and_routes() {
         let m = Manifest::parse(HELLO).expect("valid");
-        assert_eq!(m.plugin.capabilities, vec![Capability::Kv, Capability::Docs]);
+        assert_eq!(
+            m.plugin.capabilities,
+            vec![Capability::Kv, Capability::Docs]
+        );
         assert!(m.route("GET", "/notes/7").is_ok());
         assert!(m.route("HEAD", "/notes/7").is_ok());
         assert_eq!(m.route("POST", "/notes/7").err(), Some(true));
@@ -397,7 +432,8 @@ required = true
     #[test]
     fn settings_are_checked_against_schema() {
         let m = Manifest::parse(HELLO).expect("valid");
-        let ok: serde_json::Map<String, Value> = serde_json::from_str(r#"{"count": 3}"#).expect("json");
+        let ok: serde_json::Map<String, Value> =
+            serde_json::from_str(r#"{"count": 3}"#).expect("json");
         assert!(m.check_settings(&ok).is_ok());
         assert_eq!(m.effective_settings(&ok)["greeting"], "Hello");
         for bad in [r#"{"count": "3"}"#, r#"{}"#, r#"{"count": 1, "other": 1}"#] {
@@ -409,11 +445,29 @@ required = true
     #[test]
     fn bad_manifests_say_why() {
         for (text, needle) in [
-            (HELLO.replace("name = \"hello\"", "name = \"Hello\""), "plugin.name"),
-            (HELLO.replace("wit = \"0.1.0\"", "wit = \"9.0.0\""), "not supported"),
-            (HELLO.replace("capabilities = [\"kv\", \"docs\"]", "capabilities = [\"sockets\"]"), "unknown variant"),
-            (HELLO.replace("/files/{*rest}", "/files/{*rest}/x"), "last segment"),
-            (HELLO.replace("fuel = 1000", "fuel = 1000\nfoo = 1"), "unknown field"),
+            (
+                HELLO.replace("name = \"hello\"", "name = \"Hello\""),
+                "plugin.name",
+            ),
+            (
+                HELLO.replace("wit = \"0.1.0\"", "wit = \"9.0.0\""),
+                "not supported",
+            ),
+            (
+                HELLO.replace(
+                    "capabilities = [\"kv\", \"docs\"]",
+                    "capabilities = [\"sockets\"]",
+                ),
+                "unknown variant",
+            ),
+            (
+                HELLO.replace("/files/{*rest}", "/files/{*rest}/x"),
+                "last segment",
+            ),
+            (
+                HELLO.replace("fuel = 1000", "fuel = 1000\nfoo = 1"),
+                "unknown field",
+            ),
         ] {
             let err = Manifest::parse(&text).expect_err("invalid").to_string();
             assert!(err.contains(needle), "{err} should mention {needle}");

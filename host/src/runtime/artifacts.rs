@@ -43,7 +43,9 @@ pub fn load(engine: &Engine, dir: &Path, hash: &str) -> Option<Component> {
 pub fn store(engine: &Engine, dir: &Path, hash: &str, component: &Component) {
     let result = (|| -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
-        let bytes = component.serialize().map_err(|e| std::io::Error::other(e.to_string()))?;
+        let bytes = component
+            .serialize()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         let path = artifact_path(engine, dir, hash);
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         std::fs::write(&tmp, bytes)?;

@@ -27,7 +27,10 @@ pub struct StoreData {
 
 impl WasiView for StoreData {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -92,14 +95,23 @@ impl CallError {
     pub fn message(&self) -> String {
         match self {
             CallError::Overloaded => "too many plugin calls in flight; retry shortly".into(),
-            CallError::Timeout { limit_ms } => format!("the plugin did not answer within its {limit_ms} ms limit"),
-            CallError::FuelExhausted { limit } => format!("the plugin used up its fuel limit of {limit}"),
+            CallError::Timeout { limit_ms } => {
+                format!("the plugin did not answer within its {limit_ms} ms limit")
+            }
+            CallError::FuelExhausted { limit } => {
+                format!("the plugin used up its fuel limit of {limit}")
+            }
             CallError::MemoryLimitExceeded { limit_bytes } => {
-                format!("the plugin exceeded its memory limit of {} MiB", limit_bytes >> 20)
+                format!(
+                    "the plugin exceeded its memory limit of {} MiB",
+                    limit_bytes >> 20
+                )
             }
             CallError::StackOverflow => "the plugin overflowed its stack".into(),
             CallError::Trapped => "the plugin failed (trap or panic); see the plugin log".into(),
-            CallError::ResponseTooLarge { limit_bytes } => format!("the plugin's response exceeds {limit_bytes} bytes"),
+            CallError::ResponseTooLarge { limit_bytes } => {
+                format!("the plugin's response exceeds {limit_bytes} bytes")
+            }
             CallError::Internal => "internal error".into(),
         }
     }
@@ -125,7 +137,12 @@ pub struct CallRequest {
 
 impl Runtime {
     /// Runs `call` on `plugin`, meters it, and stores its log lines.
-    pub async fn call(&self, plugin: &Arc<LoadedPlugin>, meter: &Meter, call: CallRequest) -> CallOutcome {
+    pub async fn call(
+        &self,
+        plugin: &Arc<LoadedPlugin>,
+        meter: &Meter,
+        call: CallRequest,
+    ) -> CallOutcome {
         let started = Instant::now();
         let request_id = call.request.request_id.clone();
         let binding = call.binding.clone();
@@ -148,7 +165,13 @@ impl Runtime {
             Ok(_) => "ok".to_owned(),
             Err(e) => e.code().to_owned(),
         };
-        crate::metrics::record_call(&binding.tenant, &binding.plugin, &outcome, stats.wall_us, stats.fuel);
+        crate::metrics::record_call(
+            &binding.tenant,
+            &binding.plugin,
+            &outcome,
+            stats.wall_us,
+            stats.fuel,
+        );
 
         let (lines, dropped) = log.take();
         if !lines.is_empty() || dropped > 0 {
@@ -156,14 +179,22 @@ impl Runtime {
             if dropped > 0 {
                 lines.push(crate::capabilities::LogLine {
                     stream: "warn",
-                    message: format!("[weft] {dropped} bytes of output over the per-call log cap were dropped"),
+                    message: format!(
+                        "[weft] {dropped} bytes of output over the per-call log cap were dropped"
+                    ),
                 });
             }
             let db = self.db.clone();
             let keep = self.config.max_log_lines_per_plugin;
-            let (tenant, plugin_name, rid) = (binding.tenant.clone(), binding.plugin.clone(), request_id.clone());
+            let (tenant, plugin_name, rid) = (
+                binding.tenant.clone(),
+                binding.plugin.clone(),
+                request_id.clone(),
+            );
             tokio::spawn(async move {
-                if let Err(err) = crate::plugin_logs::append(&db, &tenant, &plugin_name, &rid, &lines, keep).await {
+                if let Err(err) =
+                    crate::plugin_logs::append(&db, &tenant, &plugin_name, &rid, &lines, keep).await
+                {
                     tracing::warn!(error = %err, "could not store plugin log lines");
                 }
             });
@@ -185,14 +216,22 @@ impl Runtime {
         };
         if let Err(err) = meter.record(event).await {
             tracing::error!(error = %err, "usage event not recorded");
-            return CallOutcome { result: Err(CallError::Internal), stats };
+            return CallOutcome {
+                result: Err(CallError::Internal),
+                stats,
+            };
         }
         CallOutcome { result, stats }
     }
 }
 
 impl Runtime {
-    async fn run(&self, plugin: &Arc<LoadedPlugin>, call: CallRequest, log: LogBuffer) -> (Result<types::Response, CallError>, CallStats) {
+    async fn run(
+        &self,
+        plugin: &Arc<LoadedPlugin>,
+        call: CallRequest,
+        log: LogBuffer,
+    ) -> (Result<types::Response, CallError>, CallStats) {
         let limits = plugin.limits;
         let wasi = WasiCtxBuilder::new()
             .stdout(log.output("stdout"))
@@ -202,13 +241,21 @@ impl Runtime {
             caps: Capabilities::new(call.binding, self.storage.clone(), call.settings, log),
             wasi,
             table: ResourceTable::new(),
-            limiter: MemoryLimiter { limit: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX), peak: 0, refused: false },
+            limiter: MemoryLimiter {
+                limit: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
+                peak: 0,
+                refused: false,
+            },
             timed_out: false,
         };
         let mut store = Store::new(&self.engine, data);
         store.limiter(|d| &mut d.limiter);
         let mut stats = CallStats::default();
-        if store.set_fuel(limits.fuel).is_err() || store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL)).is_err() {
+        if store.set_fuel(limits.fuel).is_err()
+            || store
+                .fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))
+                .is_err()
+        {
             return (Err(CallError::Internal), stats);
         }
         let deadline = Instant::now() + Duration::from_millis(limits.timeout_ms);
@@ -233,7 +280,9 @@ impl Runtime {
         stats.peak_memory = data.limiter.peak as u64;
         let result = match result {
             Ok(response) if response.body.len() as u64 > limits.max_response_bytes => {
-                Err(CallError::ResponseTooLarge { limit_bytes: limits.max_response_bytes })
+                Err(CallError::ResponseTooLarge {
+                    limit_bytes: limits.max_response_bytes,
+                })
             }
             Ok(response) => Ok(response),
             Err(err) => Err(classify(&err, data, &limits, plugin)),
@@ -242,19 +291,54 @@ impl Runtime {
     }
 }
 
+/// Innermost frames that must all be one function for an out-of-bounds trap
+/// to count as a stack overflow (wasmtime keeps 20 frames of a backtrace).
+const RECURSION_FRAMES: usize = 16;
+
+fn backtrace_depth(err: &wasmtime::Error) -> usize {
+    err.downcast_ref::<wasmtime::WasmBacktrace>()
+        .map_or(0, |bt| bt.frames().len())
+}
+
+fn in_deep_recursion(err: &wasmtime::Error) -> bool {
+    let Some(bt) = err.downcast_ref::<wasmtime::WasmBacktrace>() else {
+        return false;
+    };
+    let frames = bt.frames();
+    frames.len() >= RECURSION_FRAMES
+        && frames[..RECURSION_FRAMES]
+            .windows(2)
+            .all(|w| w[0].func_index() == w[1].func_index())
+}
+
 /// Fuel between cooperative yields: about a millisecond of guest work.
 const FUEL_YIELD_INTERVAL: u64 = 1_000_000;
 
-fn classify(err: &wasmtime::Error, data: &StoreData, limits: &super::EffectiveLimits, plugin: &LoadedPlugin) -> CallError {
+fn classify(
+    err: &wasmtime::Error,
+    data: &StoreData,
+    limits: &super::EffectiveLimits,
+    plugin: &LoadedPlugin,
+) -> CallError {
     let error = if data.timed_out {
-        CallError::Timeout { limit_ms: limits.timeout_ms }
+        CallError::Timeout {
+            limit_ms: limits.timeout_ms,
+        }
     } else if data.limiter.refused {
-        CallError::MemoryLimitExceeded { limit_bytes: limits.memory_bytes }
+        CallError::MemoryLimitExceeded {
+            limit_bytes: limits.memory_bytes,
+        }
     } else {
         match err.downcast_ref::<Trap>() {
             Some(Trap::OutOfFuel) => CallError::FuelExhausted { limit: limits.fuel },
             Some(Trap::StackOverflow) => CallError::StackOverflow,
-            Some(Trap::Interrupt) => CallError::Timeout { limit_ms: limits.timeout_ms },
+            // Rust and C guests keep their stack in linear memory below the
+            // data; running off its end is an out-of-bounds access from
+            // inside a recursion, not a wild pointer.
+            Some(Trap::MemoryOutOfBounds) if in_deep_recursion(err) => CallError::StackOverflow,
+            Some(Trap::Interrupt) => CallError::Timeout {
+                limit_ms: limits.timeout_ms,
+            },
             Some(_) => CallError::Trapped,
             // Not a guest trap: a host import failed (already logged) or
             // instantiation failed.
@@ -262,6 +346,13 @@ fn classify(err: &wasmtime::Error, data: &StoreData, limits: &super::EffectiveLi
             None => CallError::Trapped,
         }
     };
-    tracing::info!(plugin = %plugin.manifest.plugin.name, code = error.code(), error = %format!("{err:#}"), "plugin call failed");
+    tracing::info!(
+        plugin = %plugin.manifest.plugin.name,
+        code = error.code(),
+        trap = ?err.downcast_ref::<Trap>(),
+        frames = backtrace_depth(err),
+        cause = %err.root_cause(),
+        "plugin call failed"
+    );
     error
 }

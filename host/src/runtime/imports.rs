@@ -18,7 +18,9 @@ pub fn check(engine: &Engine, component: &Component, manifest: &Manifest) -> Res
             continue;
         }
         let Some(rest) = name.strip_prefix("weft:platform/") else {
-            return Err(Error::UndeclaredImport(format!("component imports `{name}`, which this host does not provide")));
+            return Err(Error::UndeclaredImport(format!(
+                "component imports `{name}`, which this host does not provide"
+            )));
         };
         let (interface, version) = rest.split_once('@').unwrap_or((rest, ""));
         if version != wit {
@@ -26,7 +28,12 @@ pub fn check(engine: &Engine, component: &Component, manifest: &Manifest) -> Res
                 "component imports `{name}` but its manifest targets weft:platform@{wit}"
             )));
         }
-        let declared = interface == "types" || manifest.plugin.capabilities.iter().any(|c| c.interface() == interface);
+        let declared = interface == "types"
+            || manifest
+                .plugin
+                .capabilities
+                .iter()
+                .any(|c| c.interface() == interface);
         if !declared {
             return Err(Error::UndeclaredImport(format!(
                 "component imports `{name}`, which its manifest does not declare (add \"{interface}\" to plugin.capabilities)"

@@ -37,7 +37,12 @@ pub struct MemoryLimiter {
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.limit {
             // Refuse the growth (memory.grow returns -1); the guest usually
             // aborts next, and the call is reported as over its memory limit.
@@ -48,7 +53,12 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }
@@ -59,8 +69,18 @@ mod tests {
 
     #[test]
     fn manifest_asks_operator_caps() {
-        let caps = RuntimeConfig { max_fuel: 100, max_timeout_ms: 1000, max_memory_mib: 64, ..RuntimeConfig::default() };
-        let asked = Limits { fuel: Some(1000), timeout_ms: Some(10), memory_mib: None, max_response_bytes: None };
+        let caps = RuntimeConfig {
+            max_fuel: 100,
+            max_timeout_ms: 1000,
+            max_memory_mib: 64,
+            ..RuntimeConfig::default()
+        };
+        let asked = Limits {
+            fuel: Some(1000),
+            timeout_ms: Some(10),
+            memory_mib: None,
+            max_response_bytes: None,
+        };
         let l = EffectiveLimits::new(&asked, &caps);
         assert_eq!((l.fuel, l.timeout_ms, l.memory_bytes), (100, 10, 64 << 20));
     }

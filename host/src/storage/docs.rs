@@ -1,11 +1,11 @@
 //! JSON document collections of one (tenant, plugin), queried with
 //! equality/range filters on top-level fields, ordering and keyset paging.
 
-use sqlx::AssertSqlSafe;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sqlx::AssertSqlSafe;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -87,22 +87,46 @@ struct Cursor {
 
 fn check_collection(name: &str) -> Result<()> {
     let ok = (1..=64).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if ok { Ok(()) } else { Err(Error::InvalidCollection("collections are 1-64 characters of a-z, 0-9, '_' and '-'".into())) }
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidCollection(
+            "collections are 1-64 characters of a-z, 0-9, '_' and '-'".into(),
+        ))
+    }
 }
 
 fn check_id(id: &str) -> Result<()> {
     let ok = (1..=128).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
-    if ok { Ok(()) } else { Err(Error::InvalidId("ids are 1-128 characters of A-Z, a-z, 0-9, '_', '-', '.' and ':'".into())) }
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidId(
+            "ids are 1-128 characters of A-Z, a-z, 0-9, '_', '-', '.' and ':'".into(),
+        ))
+    }
 }
 
 fn check_field(field: &str) -> Result<()> {
     let mut bytes = field.bytes();
     let ok = field.len() <= 64
-        && bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if ok { Ok(()) } else { Err(Error::InvalidQuery(format!("field {field:?}: fields are 1-64 characters of A-Z, a-z, 0-9 and '_'"))) }
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidQuery(format!(
+            "field {field:?}: fields are 1-64 characters of A-Z, a-z, 0-9 and '_'"
+        )))
+    }
 }
 
 /// A value bound into a query.
@@ -144,7 +168,9 @@ impl Sql {
                     None => self.arg(Arg::Float(n.as_f64().unwrap_or(f64::NAN))),
                 },
                 Value::Null | Value::Array(_) | Value::Object(_) => {
-                    return Err(Error::InvalidQuery("only strings, numbers and booleans compare".into()));
+                    return Err(Error::InvalidQuery(
+                        "only strings, numbers and booleans compare".into(),
+                    ));
                 }
             }),
         }
@@ -165,7 +191,8 @@ impl Sql {
 }
 
 fn parse_scalar(text: &str) -> Result<Value> {
-    let value: Value = serde_json::from_str(text).map_err(|e| Error::InvalidQuery(format!("filter value is not JSON: {e}")))?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| Error::InvalidQuery(format!("filter value is not JSON: {e}")))?;
     if value.is_array() || value.is_object() {
         return Err(Error::InvalidQuery("filter values are JSON scalars".into()));
     }
@@ -203,13 +230,21 @@ impl Storage {
 
     /// Creates or replaces document `id`; with `if_version`, only if the
     /// stored version equals it (0: only if absent).
-    pub async fn docs_put(&self, owner: Owner<'_>, collection: &str, id: &str, body: &str, if_version: Option<u64>) -> Result<Document> {
+    pub async fn docs_put(
+        &self,
+        owner: Owner<'_>,
+        collection: &str,
+        id: &str,
+        body: &str,
+        if_version: Option<u64>,
+    ) -> Result<Document> {
         check_collection(collection)?;
         check_id(id)?;
         if body.len() as u64 > self.quotas.max_document_bytes {
             return Err(Error::DocumentTooLarge(self.quotas.max_document_bytes));
         }
-        let value: Value = serde_json::from_str(body).map_err(|e| Error::InvalidJson(e.to_string()))?;
+        let value: Value =
+            serde_json::from_str(body).map_err(|e| Error::InvalidJson(e.to_string()))?;
         if !value.is_object() {
             return Err(Error::InvalidJson("a document is a JSON object".into()));
         }
@@ -223,12 +258,18 @@ impl Storage {
             .fetch_optional(&mut *tx)
             .await?;
         let (old_version, old_size, created_at) = match &existing {
-            Some(row) => (row.try_get::<i64, _>("version")?, Some(row.try_get::<i64, _>("size")?), row.try_get::<i64, _>("created_at")?),
+            Some(row) => (
+                row.try_get::<i64, _>("version")?,
+                Some(row.try_get::<i64, _>("size")?),
+                row.try_get::<i64, _>("created_at")?,
+            ),
             None => (0, None, now_ms()),
         };
         if let Some(expected) = if_version {
             if u64::try_from(old_version).unwrap_or(0) != expected {
-                return Err(Error::VersionConflict(u64::try_from(old_version).unwrap_or(0)));
+                return Err(Error::VersionConflict(
+                    u64::try_from(old_version).unwrap_or(0),
+                ));
             }
         }
         let size = len_i64(collection.len() + id.len() + body.len());
@@ -237,7 +278,11 @@ impl Storage {
             None => self.charge(&mut tx, owner.tenant, 1, size).await?,
         }
         let now = now_ms();
-        let cast = if self.db.engine() == Engine::Postgres { "::jsonb" } else { "" };
+        let cast = if self.db.engine() == Engine::Postgres {
+            "::jsonb"
+        } else {
+            ""
+        };
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO documents (tenant_id, plugin, collection, id, body, size, version, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5{cast}, $6, $7, $8, $9) \
@@ -266,7 +311,12 @@ impl Storage {
     }
 
     /// Document `id` of `collection`.
-    pub async fn docs_get(&self, owner: Owner<'_>, collection: &str, id: &str) -> Result<Option<Document>> {
+    pub async fn docs_get(
+        &self,
+        owner: Owner<'_>,
+        collection: &str,
+        id: &str,
+    ) -> Result<Option<Document>> {
         check_collection(collection)?;
         check_id(id)?;
         let mut tx = self.begin_read(owner).await?;
@@ -307,13 +357,20 @@ impl Storage {
     }
 
     /// Documents of `collection` matching `query`.
-    pub async fn docs_query(&self, owner: Owner<'_>, collection: &str, query: &Query) -> Result<DocumentPage> {
+    pub async fn docs_query(
+        &self,
+        owner: Owner<'_>,
+        collection: &str,
+        query: &Query,
+    ) -> Result<DocumentPage> {
         check_collection(collection)?;
         if query.limit == 0 {
             return Err(Error::InvalidQuery("limit must be at least 1".into()));
         }
         if query.filters.len() > MAX_FILTERS {
-            return Err(Error::InvalidQuery(format!("at most {MAX_FILTERS} filters")));
+            return Err(Error::InvalidQuery(format!(
+                "at most {MAX_FILTERS} filters"
+            )));
         }
         let limit = query.limit.min(MAX_PAGE);
         let (order_field, descending) = match &query.order {
@@ -321,8 +378,15 @@ impl Storage {
             None => ("id", false),
         };
         check_field(order_field)?;
-        let mut sql = Sql { text: String::new(), args: Vec::new(), engine: self.db.engine() };
-        let select = format!("SELECT {} FROM documents WHERE tenant_id = ", self.body_select());
+        let mut sql = Sql {
+            text: String::new(),
+            args: Vec::new(),
+            engine: self.db.engine(),
+        };
+        let select = format!(
+            "SELECT {} FROM documents WHERE tenant_id = ",
+            self.body_select()
+        );
         sql.push(&select);
         let p = sql.arg(Arg::Text(owner.tenant.to_string()));
         sql.push(&p);
@@ -341,13 +405,25 @@ impl Storage {
             let clause = match (filter.op, value.is_null()) {
                 (FilterOp::Eq, true) => format!("{expr} IS NULL"),
                 (FilterOp::Ne, true) => format!("{expr} IS NOT NULL"),
-                (_, true) => return Err(Error::InvalidQuery("null compares only with eq and ne".into())),
+                (_, true) => {
+                    return Err(Error::InvalidQuery(
+                        "null compares only with eq and ne".into(),
+                    ));
+                }
                 (FilterOp::Ne, false) => {
-                    let v = if filter.field == "id" { sql.arg(Arg::Text(value.as_str().unwrap_or_default().into())) } else { sql.json_arg(&value)? };
+                    let v = if filter.field == "id" {
+                        sql.arg(Arg::Text(value.as_str().unwrap_or_default().into()))
+                    } else {
+                        sql.json_arg(&value)?
+                    };
                     format!("({expr} IS NULL OR {expr} <> {v})")
                 }
                 (op, false) => {
-                    let v = if filter.field == "id" { sql.arg(Arg::Text(value.as_str().unwrap_or_default().into())) } else { sql.json_arg(&value)? };
+                    let v = if filter.field == "id" {
+                        sql.arg(Arg::Text(value.as_str().unwrap_or_default().into()))
+                    } else {
+                        sql.json_arg(&value)?
+                    };
                     format!("{expr} {} {v}", op_sql(op))
                 }
             };
@@ -358,9 +434,12 @@ impl Storage {
         if let Some(cursor) = &query.cursor {
             let cursor = decode_cursor(cursor)?;
             if cursor.f != order_field || cursor.d != descending {
-                return Err(Error::InvalidQuery("cursor belongs to a query with another order".into()));
+                return Err(Error::InvalidQuery(
+                    "cursor belongs to a query with another order".into(),
+                ));
             }
-            check_id(&cursor.id).map_err(|_| Error::InvalidQuery("cursor was not issued by this store".into()))?;
+            check_id(&cursor.id)
+                .map_err(|_| Error::InvalidQuery("cursor was not issued by this store".into()))?;
             let cid = sql.arg(Arg::Text(cursor.id.clone()));
             let (cmp, id_cmp) = if descending { ("<", "<") } else { (">", ">") };
             let clause = if order_field == "id" {
@@ -374,12 +453,22 @@ impl Storage {
             } else {
                 let v1 = sql.json_arg(&cursor.v)?;
                 let v2 = sql.json_arg(&cursor.v)?;
-                let nulls = if descending { format!(" OR {order_expr} IS NULL") } else { String::new() };
-                format!("({order_expr} {cmp} {v1} OR ({order_expr} = {v2} AND id {id_cmp} {cid}){nulls})")
+                let nulls = if descending {
+                    format!(" OR {order_expr} IS NULL")
+                } else {
+                    String::new()
+                };
+                format!(
+                    "({order_expr} {cmp} {v1} OR ({order_expr} = {v2} AND id {id_cmp} {cid}){nulls})"
+                )
             };
             sql.push(&format!(" AND {clause}"));
         }
-        let (dir, nulls) = if descending { ("DESC", "NULLS LAST") } else { ("ASC", "NULLS FIRST") };
+        let (dir, nulls) = if descending {
+            ("DESC", "NULLS LAST")
+        } else {
+            ("ASC", "NULLS FIRST")
+        };
         if order_field == "id" {
             sql.push(&format!(" ORDER BY id {dir}"));
         } else {
@@ -400,21 +489,35 @@ impl Storage {
         let mut tx = self.begin_read(owner).await?;
         let rows = q.fetch_all(&mut *tx).await?;
         tx.commit().await?;
-        let mut documents = rows.iter().map(document_from_row).collect::<Result<Vec<_>>>()?;
+        let mut documents = rows
+            .iter()
+            .map(document_from_row)
+            .collect::<Result<Vec<_>>>()?;
         let next_cursor = if documents.len() > limit as usize {
             documents.truncate(limit as usize);
             documents.last().map(|last| {
                 let v = if order_field == "id" {
                     Value::Null
                 } else {
-                    serde_json::from_str::<Value>(&last.body).ok().and_then(|b| b.get(order_field).cloned()).unwrap_or(Value::Null)
+                    serde_json::from_str::<Value>(&last.body)
+                        .ok()
+                        .and_then(|b| b.get(order_field).cloned())
+                        .unwrap_or(Value::Null)
                 };
-                encode_cursor(&Cursor { f: order_field.to_owned(), d: descending, v, id: last.id.clone() })
+                encode_cursor(&Cursor {
+                    f: order_field.to_owned(),
+                    d: descending,
+                    v,
+                    id: last.id.clone(),
+                })
             })
         } else {
             None
         };
-        Ok(DocumentPage { documents, next_cursor })
+        Ok(DocumentPage {
+            documents,
+            next_cursor,
+        })
     }
 }
 
@@ -454,7 +557,12 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_reject_garbage() {
-        let c = Cursor { f: "n".into(), d: true, v: Value::from(3), id: "x".into() };
+        let c = Cursor {
+            f: "n".into(),
+            d: true,
+            v: Value::from(3),
+            id: "x".into(),
+        };
         let back = decode_cursor(&encode_cursor(&c)).expect("valid");
         assert_eq!(back.v, Value::from(3));
         assert!(decode_cursor("!!!").is_err());

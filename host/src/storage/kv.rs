@@ -29,7 +29,9 @@ pub struct EntryPage {
 
 fn check_key(key: &str) -> Result<()> {
     if key.is_empty() || key.len() > MAX_KEY_BYTES || key.contains('\0') {
-        return Err(Error::InvalidKey(format!("keys are 1-{MAX_KEY_BYTES} bytes without NUL")));
+        return Err(Error::InvalidKey(format!(
+            "keys are 1-{MAX_KEY_BYTES} bytes without NUL"
+        )));
     }
     Ok(())
 }
@@ -77,7 +79,13 @@ impl Storage {
     }
 
     /// Writes `value` in `tx`, charging the quota with the size change.
-    async fn kv_write(&self, tx: &mut crate::db::Tx, owner: Owner<'_>, key: &str, value: &[u8]) -> Result<()> {
+    async fn kv_write(
+        &self,
+        tx: &mut crate::db::Tx,
+        owner: Owner<'_>,
+        key: &str,
+        value: &[u8],
+    ) -> Result<()> {
         let old = self.kv_old_len(tx, owner, key).await?;
         let new_len = len_i64(key.len() + value.len());
         let (keys, bytes) = match old {
@@ -99,7 +107,12 @@ impl Storage {
         Ok(())
     }
 
-    async fn kv_old_len(&self, tx: &mut crate::db::Tx, owner: Owner<'_>, key: &str) -> Result<Option<i64>> {
+    async fn kv_old_len(
+        &self,
+        tx: &mut crate::db::Tx,
+        owner: Owner<'_>,
+        key: &str,
+    ) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar::<_, i64>(AssertSqlSafe(format!(
             "SELECT {}(key) + {}(value) FROM kv_entries WHERE tenant_id = $1 AND plugin = $2 AND key = $3",
             self.blob_len(),
@@ -131,21 +144,30 @@ impl Storage {
     }
 
     /// Entries whose key starts with `prefix`, after `cursor`, at most `limit`.
-    pub async fn kv_list_prefix(&self, owner: Owner<'_>, prefix: &str, cursor: Option<&str>, limit: u32) -> Result<EntryPage> {
+    pub async fn kv_list_prefix(
+        &self,
+        owner: Owner<'_>,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<EntryPage> {
         if limit == 0 {
             return Err(Error::InvalidPage("limit must be at least 1".into()));
         }
         if prefix.len() > MAX_KEY_BYTES {
-            return Err(Error::InvalidKey(format!("prefixes are at most {MAX_KEY_BYTES} bytes")));
+            return Err(Error::InvalidKey(format!(
+                "prefixes are at most {MAX_KEY_BYTES} bytes"
+            )));
         }
         let limit = limit.min(MAX_PAGE);
-        let after = match cursor {
-            None => None,
-            Some(c) if c.len() <= MAX_CURSOR_CHARS => {
-                Some(B64.decode(c).map_err(|_| Error::InvalidPage("cursor was not issued by this store".into()))?)
-            }
-            Some(_) => return Err(Error::InvalidPage("cursor too long".into())),
-        };
+        let after =
+            match cursor {
+                None => None,
+                Some(c) if c.len() <= MAX_CURSOR_CHARS => Some(B64.decode(c).map_err(|_| {
+                    Error::InvalidPage("cursor was not issued by this store".into())
+                })?),
+                Some(_) => return Err(Error::InvalidPage("cursor too long".into())),
+            };
         let end = prefix_end(prefix.as_bytes());
         let mut sql = String::from(
             "SELECT key, value FROM kv_entries WHERE tenant_id = $1 AND plugin = $2 AND key >= $3",
@@ -160,7 +182,10 @@ impl Storage {
             next += 1;
         }
         sql.push_str(&format!(" ORDER BY key LIMIT ${next}"));
-        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(owner.tenant.as_str()).bind(owner.plugin).bind(prefix.as_bytes());
+        let mut query = sqlx::query(AssertSqlSafe(sql))
+            .bind(owner.tenant.as_str())
+            .bind(owner.plugin)
+            .bind(prefix.as_bytes());
         if let Some(end) = end {
             query = query.bind(end);
         }
@@ -185,7 +210,10 @@ impl Storage {
         } else {
             None
         };
-        Ok(EntryPage { entries, next_cursor })
+        Ok(EntryPage {
+            entries,
+            next_cursor,
+        })
     }
 
     /// Adds `delta` to the decimal integer under `key` (absent: 0).
@@ -208,14 +236,21 @@ impl Storage {
                 .ok_or(Error::NotAnInteger)?,
         };
         let value = current.checked_add(delta).ok_or(Error::Overflow)?;
-        self.kv_write(&mut tx, owner, key, value.to_string().as_bytes()).await?;
+        self.kv_write(&mut tx, owner, key, value.to_string().as_bytes())
+            .await?;
         tx.commit().await?;
         Ok(value)
     }
 
     /// Replaces the value under `key` with `new` if it equals `expected`
     /// (`None`: absent). True if swapped.
-    pub async fn kv_compare_and_swap(&self, owner: Owner<'_>, key: &str, expected: Option<&[u8]>, new: &[u8]) -> Result<bool> {
+    pub async fn kv_compare_and_swap(
+        &self,
+        owner: Owner<'_>,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool> {
         check_key(key)?;
         if new.len() as u64 > self.quotas.max_value_bytes {
             return Err(Error::ValueTooLarge(self.quotas.max_value_bytes));

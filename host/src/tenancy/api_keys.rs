@@ -75,13 +75,24 @@ const COLUMNS: &str = "id, tenant_id, name, prefix, role, created_at, revoked_at
 impl ApiKeys {
     /// The store over `db`.
     pub fn new(db: Db) -> Self {
-        Self { db, cache: RwLock::new(HashMap::new()) }
+        Self {
+            db,
+            cache: RwLock::new(HashMap::new()),
+        }
     }
 
     /// Creates a key for `tenant` acting with `role` (user or admin).
-    pub async fn create(&self, tenant: &TenantId, name: &str, role: Role, created_by: Option<&UserId>) -> Result<CreatedApiKey> {
+    pub async fn create(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        role: Role,
+        created_by: Option<&UserId>,
+    ) -> Result<CreatedApiKey> {
         if role == Role::Superadmin {
-            return Err(Error::Invalid("API keys act within a tenant: role must be user or admin".into()));
+            return Err(Error::Invalid(
+                "API keys act within a tenant: role must be user or admin".into(),
+            ));
         }
         let name = name.trim();
         if name.is_empty() || name.len() > 100 {
@@ -117,16 +128,20 @@ impl ApiKeys {
             Err(e) if matches!(&e, sqlx::Error::Database(d) if d.is_foreign_key_violation()) => {
                 Err(Error::NotFound("tenant"))
             }
-            other => other.map(|_| CreatedApiKey { key, secret }).map_err(Into::into),
+            other => other
+                .map(|_| CreatedApiKey { key, secret })
+                .map_err(Into::into),
         }
     }
 
     /// Keys of `tenant`, revoked ones included.
     pub async fn list(&self, tenant: &TenantId) -> Result<Vec<ApiKey>> {
-        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id")))
-            .bind(tenant.as_str())
-            .fetch_all(self.db.pool())
-            .await?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id"
+        )))
+        .bind(tenant.as_str())
+        .fetch_all(self.db.pool())
+        .await?;
         rows.iter().map(from_row).collect()
     }
 
@@ -138,13 +153,22 @@ impl ApiKeys {
             .bind(tenant.as_str())
             .execute(self.db.pool())
             .await?;
-        self.cache.write().unwrap_or_else(|p| p.into_inner()).retain(|_, (p, _)| p.id != id.as_str());
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM api_keys WHERE id = $1 AND tenant_id = $2")))
-            .bind(id.as_str())
-            .bind(tenant.as_str())
-            .fetch_optional(self.db.pool())
-            .await?;
-        let key = row.as_ref().map(from_row).transpose()?.ok_or(Error::NotFound("API key"))?;
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, (p, _)| p.id != id.as_str());
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM api_keys WHERE id = $1 AND tenant_id = $2"
+        )))
+        .bind(id.as_str())
+        .bind(tenant.as_str())
+        .fetch_optional(self.db.pool())
+        .await?;
+        let key = row
+            .as_ref()
+            .map(from_row)
+            .transpose()?
+            .ok_or(Error::NotFound("API key"))?;
         if done.rows_affected() == 0 && key.revoked_at.is_none() {
             return Err(Error::NotFound("API key"));
         }
@@ -157,7 +181,12 @@ impl ApiKeys {
             return Err(Error::InvalidCredentials);
         }
         let hash = hash_secret(secret);
-        if let Some((principal, at)) = self.cache.read().unwrap_or_else(|p| p.into_inner()).get(&hash) {
+        if let Some((principal, at)) = self
+            .cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&hash)
+        {
             if at.elapsed() < CACHE_TTL {
                 return Ok(principal.clone());
             }

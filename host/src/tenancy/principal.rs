@@ -4,7 +4,19 @@ use crate::ids::TenantId;
 
 /// What a caller may do. Ordered: a higher role includes the lower ones
 /// within its tenant; `Superadmin` is the platform operator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// A tenant's ordinary user.
@@ -92,7 +104,11 @@ mod tests {
         assert!(principal("a", Role::Admin).can(&a, Role::Admin));
         assert!(!principal("a", Role::User).can(&a, Role::Admin));
         assert!(!principal("a", Role::Admin).can(&b, Role::User));
-        let root = Principal { tenant: None, role: Role::Superadmin, ..principal("a", Role::User) };
+        let root = Principal {
+            tenant: None,
+            role: Role::Superadmin,
+            ..principal("a", Role::User)
+        };
         assert!(root.can(&b, Role::Admin));
     }
 }

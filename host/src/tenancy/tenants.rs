@@ -31,12 +31,16 @@ pub struct Tenants {
 /// Checks a tenant slug.
 pub fn validate_slug(slug: &str) -> Result<()> {
     let ok = (2..=63).contains(&slug.len())
-        && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && slug.as_bytes()[0] != b'-';
     if ok {
         Ok(())
     } else {
-        Err(Error::Invalid("slug must be 2-63 characters of a-z, 0-9 and '-', not starting with '-'".into()))
+        Err(Error::Invalid(
+            "slug must be 2-63 characters of a-z, 0-9 and '-', not starting with '-'".into(),
+        ))
     }
 }
 
@@ -74,14 +78,18 @@ impl Tenants {
             quota_bytes: None,
             created_at: now_ms(),
         };
-        let mut tx = self.db.begin(db::Scope::Tenant(&tenant.id), db::Mode::Write).await?;
-        let inserted = sqlx::query("INSERT INTO tenants (id, slug, name, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(tenant.id.as_str())
-            .bind(&tenant.slug)
-            .bind(&tenant.name)
-            .bind(tenant.created_at)
-            .execute(&mut *tx)
-            .await;
+        let mut tx = self
+            .db
+            .begin(db::Scope::Tenant(&tenant.id), db::Mode::Write)
+            .await?;
+        let inserted =
+            sqlx::query("INSERT INTO tenants (id, slug, name, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(tenant.id.as_str())
+                .bind(&tenant.slug)
+                .bind(&tenant.name)
+                .bind(tenant.created_at)
+                .execute(&mut *tx)
+                .await;
         match inserted {
             Err(e) if db::is_unique_violation(&e) => return Err(Error::Conflict("tenant slug")),
             other => other?,
@@ -96,41 +104,59 @@ impl Tenants {
 
     /// All tenants, oldest first.
     pub async fn list(&self) -> Result<Vec<Tenant>> {
-        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM tenants ORDER BY created_at, id")))
-            .fetch_all(self.db.pool())
-            .await?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM tenants ORDER BY created_at, id"
+        )))
+        .fetch_all(self.db.pool())
+        .await?;
         rows.iter().map(from_row).collect()
     }
 
     /// The tenant with `slug`.
     pub async fn by_slug(&self, slug: &str) -> Result<Tenant> {
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM tenants WHERE slug = $1")))
-            .bind(slug)
-            .fetch_optional(self.db.pool())
-            .await?;
-        row.as_ref().map(from_row).transpose()?.ok_or(Error::NotFound("tenant"))
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM tenants WHERE slug = $1"
+        )))
+        .bind(slug)
+        .fetch_optional(self.db.pool())
+        .await?;
+        row.as_ref()
+            .map(from_row)
+            .transpose()?
+            .ok_or(Error::NotFound("tenant"))
     }
 
     /// The tenant with `id`.
     pub async fn by_id(&self, id: &TenantId) -> Result<Tenant> {
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM tenants WHERE id = $1")))
-            .bind(id.as_str())
-            .fetch_optional(self.db.pool())
-            .await?;
-        row.as_ref().map(from_row).transpose()?.ok_or(Error::NotFound("tenant"))
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM tenants WHERE id = $1"
+        )))
+        .bind(id.as_str())
+        .fetch_optional(self.db.pool())
+        .await?;
+        row.as_ref()
+            .map(from_row)
+            .transpose()?
+            .ok_or(Error::NotFound("tenant"))
     }
 
     /// Sets the tenant's own quotas (`None`: back to the operator's default).
-    pub async fn set_quotas(&self, id: &TenantId, keys: Option<i64>, bytes: Option<i64>) -> Result<Tenant> {
+    pub async fn set_quotas(
+        &self,
+        id: &TenantId,
+        keys: Option<i64>,
+        bytes: Option<i64>,
+    ) -> Result<Tenant> {
         if keys.is_some_and(|k| k < 0) || bytes.is_some_and(|b| b < 0) {
             return Err(Error::Invalid("quotas must not be negative".into()));
         }
-        let done = sqlx::query("UPDATE tenants SET quota_keys = $1, quota_bytes = $2 WHERE id = $3")
-            .bind(keys)
-            .bind(bytes)
-            .bind(id.as_str())
-            .execute(self.db.pool())
-            .await?;
+        let done =
+            sqlx::query("UPDATE tenants SET quota_keys = $1, quota_bytes = $2 WHERE id = $3")
+                .bind(keys)
+                .bind(bytes)
+                .bind(id.as_str())
+                .execute(self.db.pool())
+                .await?;
         if done.rows_affected() == 0 {
             return Err(Error::NotFound("tenant"));
         }

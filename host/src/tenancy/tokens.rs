@@ -46,12 +46,15 @@ const HEADER: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
 impl TokenSigner {
     /// A signer over `secret` (at least 32 bytes of entropy is advised).
     pub fn new(secret: &[u8]) -> Self {
-        Self { key: secret.to_vec() }
+        Self {
+            key: secret.to_vec(),
+        }
     }
 
     fn mac(&self) -> Hmac<Sha256> {
         // HMAC accepts keys of any length; this cannot fail.
-        Hmac::<Sha256>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!("hmac takes any key length"))
+        Hmac::<Sha256>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("hmac takes any key length"))
     }
 
     /// A compact JWT for `claims`.
@@ -78,7 +81,8 @@ impl TokenSigner {
         mac.update(header.as_bytes());
         mac.update(b".");
         mac.update(payload.as_bytes());
-        mac.verify_slice(&sig).map_err(|_| Error::InvalidCredentials)?;
+        mac.verify_slice(&sig)
+            .map_err(|_| Error::InvalidCredentials)?;
         // Only after the signature holds is the content looked at; the header
         // must still say HS256 so a token can never pick its own algorithm.
         let header: serde_json::Value =
@@ -128,7 +132,13 @@ mod tests {
         let token = signer.sign(&claims(100));
         assert!(other.verify(&token, 0).is_err());
         let mut parts: Vec<&str> = token.split('.').collect();
-        let forged_payload = B64.encode(serde_json::to_vec(&SessionToken { role: Role::Superadmin, ..claims(100) }).expect("json"));
+        let forged_payload = B64.encode(
+            serde_json::to_vec(&SessionToken {
+                role: Role::Superadmin,
+                ..claims(100)
+            })
+            .expect("json"),
+        );
         parts[1] = &forged_payload;
         assert!(signer.verify(&parts.join("."), 0).is_err());
         assert!(signer.verify("a.b", 0).is_err());

@@ -46,7 +46,9 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<User> {
     let role: String = row.try_get("role")?;
     Ok(User {
         id: UserId::from_raw(row.try_get::<String, _>("id")?),
-        tenant_id: row.try_get::<Option<String>, _>("tenant_id")?.map(TenantId::from_raw),
+        tenant_id: row
+            .try_get::<Option<String>, _>("tenant_id")?
+            .map(TenantId::from_raw),
         email: row.try_get("email")?,
         name: row.try_get("name")?,
         role: Role::parse(&role).ok_or(Error::Invalid(format!("stored role {role}")))?,
@@ -59,10 +61,17 @@ fn normalize_email(email: &str) -> Result<String> {
     let email = email.trim().to_lowercase();
     let valid = email.len() <= 254
         && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
         })
         && !email.chars().any(char::is_whitespace);
-    if valid { Ok(email) } else { Err(Error::Invalid("email is not a valid address".into())) }
+    if valid {
+        Ok(email)
+    } else {
+        Err(Error::Invalid("email is not a valid address".into()))
+    }
 }
 
 impl Users {
@@ -74,7 +83,9 @@ impl Users {
     /// Creates a user. Superadmins have no tenant; everyone else has one.
     pub async fn create(&self, new: NewUser<'_>) -> Result<User> {
         if (new.role == Role::Superadmin) != new.tenant.is_none() {
-            return Err(Error::Invalid("superadmins have no tenant; every other user has one".into()));
+            return Err(Error::Invalid(
+                "superadmins have no tenant; every other user has one".into(),
+            ));
         }
         let email = normalize_email(new.email)?;
         let name = new.name.trim();
@@ -118,16 +129,23 @@ impl Users {
 
     /// Users of `tenant`.
     pub async fn list(&self, tenant: &TenantId) -> Result<Vec<User>> {
-        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE tenant_id = $1 ORDER BY created_at, id")))
-            .bind(tenant.as_str())
-            .fetch_all(self.db.pool())
-            .await?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM users WHERE tenant_id = $1 ORDER BY created_at, id"
+        )))
+        .bind(tenant.as_str())
+        .fetch_all(self.db.pool())
+        .await?;
         rows.iter().map(from_row).collect()
     }
 
     /// Checks `email` + `password` (within the tenant `slug`, or among
     /// superadmins when `slug` is `None`) and issues a 24-hour session token.
-    pub async fn login(&self, slug: Option<&str>, email: &str, password: &str) -> Result<(String, User)> {
+    pub async fn login(
+        &self,
+        slug: Option<&str>,
+        email: &str,
+        password: &str,
+    ) -> Result<(String, User)> {
         let email = email.trim().to_lowercase();
         let row = match slug {
             Some(slug) => {
@@ -194,7 +212,10 @@ impl Users {
 mod tests {
     #[test]
     fn emails_are_normalized_and_checked() {
-        assert_eq!(super::normalize_email(" Ann@Example.com ").expect("ok"), "ann@example.com");
+        assert_eq!(
+            super::normalize_email(" Ann@Example.com ").expect("ok"),
+            "ann@example.com"
+        );
         assert!(super::normalize_email("no-at-sign").is_err());
         assert!(super::normalize_email("a@b").is_err());
         assert!(super::normalize_email("a b@c.d").is_err());

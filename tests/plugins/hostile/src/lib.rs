@@ -25,6 +25,7 @@ fn router() -> Router {
     Router::new()
         .get("/ok", |_| Response::text(200, "ok"))
         .get("/loop", |_| spin())
+        .get("/slow", |_| slow())
         .get("/hog", |_| hog())
         .get("/panic", |_| -> Response { panic!("boom") })
         .get("/unreachable", |_| trap())
@@ -39,6 +40,14 @@ fn spin() -> Response {
     let mut n: u64 = 0;
     loop {
         n = black_box(n.wrapping_add(1));
+    }
+}
+
+/// Spends wall time in host calls, which cost little fuel: only the
+/// wall-clock (epoch) limit stops it.
+fn slow() -> Response {
+    loop {
+        let _ = black_box(kv::get("slow"));
     }
 }
 
@@ -67,20 +76,20 @@ fn trap() -> Response {
     std::process::abort();
 }
 
-/// Recurses until the stack runs out. The frame holds data and uses the
-/// callee's result, so it is neither a tail call nor a loop.
+/// Recurses until the stack runs out. Each call uses the callee's result,
+/// so it is neither a tail call nor a loop; frames stay small so that the
+/// wasm call stack (the host's stack limit) overflows, not the 1 MiB shadow
+/// stack in linear memory.
 #[allow(unconditional_recursion)] // Running out of stack is the point.
 #[inline(never)]
 fn recurse(depth: u64) -> u64 {
-    let frame = black_box([depth; 32]);
     let below = recurse(black_box(depth.wrapping_add(1)));
-    frame[(below % 32) as usize].wrapping_add(below)
+    below.wrapping_mul(3).wrapping_add(depth)
 }
 
-/// Answers with a 64 MiB body: the response cap must refuse it (with a
-/// small memory cap, allocating it fails first).
+/// Answers with a 4 MiB body: within the memory cap, over the response cap.
 fn huge() -> Response {
-    Response::new(200, vec![b'x'; 64 << 20]).with_header("content-type", "text/plain")
+    Response::new(200, vec![b'x'; 4 << 20]).with_header("content-type", "text/plain")
 }
 
 /// 100,000 log lines of 1 KiB through the log import, then 10 MiB on
