@@ -6,6 +6,7 @@ mod admin;
 mod error;
 mod extract;
 mod gateway;
+mod openapi;
 mod ops;
 mod plugins;
 mod usage;
@@ -21,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 pub use error::{ApiError, ApiResult};
+pub use openapi::document as openapi_document;
 
 use crate::app::App;
 
@@ -37,6 +39,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(uploads)
         .merge(gateway::router())
         .merge(ops::router())
+        .merge(openapi::router())
         .fallback(|| async { ApiError::not_found("route_not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -8,4 +8,5 @@ mod errors;
 mod hostile;
 mod isolation;
 mod metering;
+mod ops;
 mod upgrade;

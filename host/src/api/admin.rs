@@ -9,11 +9,11 @@ use axum::routing::{delete, get, post, put};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{Auth, Json};
 use crate::app::App;
 use crate::ids::{ApiKeyId, UserId};
-use crate::tenancy::{NewUser, Role, Tenant};
+use crate::tenancy::{ApiKey, CreatedApiKey, NewUser, Role, Tenant, User};
 
 /// Routes of this area.
 pub fn router() -> Router<Arc<App>> {
@@ -47,14 +47,15 @@ pub async fn tenant_for(app: &App, auth: &Auth, slug: &str, role: Role) -> ApiRe
     Ok(tenant)
 }
 
-#[derive(Deserialize)]
-struct LoginBody {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(super) struct LoginBody {
     /// Tenant slug; omit to sign in as a superadmin.
     tenant: Option<String>,
     email: String,
     password: String,
 }
 
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginBody, responses((status = 200, description = "A 24-hour session token and the user"), (status = 401, description = "Wrong email or password", body = ErrorBody)))]
 async fn login(
     State(app): State<Arc<App>>,
     Json(body): Json<LoginBody>,
@@ -68,16 +69,18 @@ async fn login(
     ))
 }
 
+#[utoipa::path(get, path = "/v1/me", tag = "auth", security(("bearer" = [])), responses((status = 200, description = "The authenticated principal"), (status = 401, body = ErrorBody)))]
 async fn me(auth: Auth) -> axum::Json<Value> {
     axum::Json(json!(auth.0))
 }
 
-#[derive(Deserialize)]
-struct TenantBody {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(super) struct TenantBody {
     slug: String,
     name: String,
 }
 
+#[utoipa::path(post, path = "/v1/tenants", tag = "tenants", security(("bearer" = [])), request_body = TenantBody, responses((status = 201, body = Tenant), (status = 403, description = "Not a superadmin", body = ErrorBody), (status = 409, description = "Slug taken", body = ErrorBody)))]
 async fn create_tenant(
     State(app): State<Arc<App>>,
     auth: Auth,
@@ -90,11 +93,13 @@ async fn create_tenant(
     ))
 }
 
+#[utoipa::path(get, path = "/v1/tenants", tag = "tenants", security(("bearer" = [])), responses((status = 200, description = "Every tenant (superadmin)"), (status = 403, body = ErrorBody)))]
 async fn list_tenants(State(app): State<Arc<App>>, auth: Auth) -> ApiResult<axum::Json<Value>> {
     auth.require_superadmin()?;
     Ok(axum::Json(json!({ "tenants": app.tenants.list().await? })))
 }
 
+#[utoipa::path(get, path = "/v1/tenants/{tenant}", tag = "tenants", security(("bearer" = [])), params(("tenant" = String, Path, description = "Tenant slug")), responses((status = 200, description = "The tenant and its storage usage"), (status = 404, body = ErrorBody)))]
 async fn get_tenant(
     State(app): State<Arc<App>>,
     auth: Auth,
@@ -105,12 +110,13 @@ async fn get_tenant(
     Ok(axum::Json(json!({ "tenant": tenant, "storage": storage })))
 }
 
-#[derive(Deserialize)]
-struct QuotaBody {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(super) struct QuotaBody {
     keys: Option<i64>,
     bytes: Option<i64>,
 }
 
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/quotas", tag = "tenants", security(("bearer" = [])), params(("tenant" = String, Path)), request_body = QuotaBody, responses((status = 200, body = Tenant), (status = 403, body = ErrorBody)))]
 async fn set_quotas(
     State(app): State<Arc<App>>,
     auth: Auth,
@@ -126,8 +132,8 @@ async fn set_quotas(
     ))
 }
 
-#[derive(Deserialize)]
-struct UserBody {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(super) struct UserBody {
     email: String,
     name: String,
     password: String,
@@ -139,6 +145,7 @@ fn default_role() -> Role {
     Role::User
 }
 
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/users", tag = "users", security(("bearer" = [])), params(("tenant" = String, Path)), request_body = UserBody, responses((status = 201, body = User), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn create_user(
     State(app): State<Arc<App>>,
     auth: Auth,
@@ -162,6 +169,7 @@ async fn create_user(
     Ok((StatusCode::CREATED, axum::Json(json!(user))))
 }
 
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/users", tag = "users", security(("bearer" = [])), params(("tenant" = String, Path)), responses((status = 200, description = "Users of the tenant"), (status = 403, body = ErrorBody)))]
 async fn list_users(
     State(app): State<Arc<App>>,
     auth: Auth,
@@ -173,13 +181,14 @@ async fn list_users(
     ))
 }
 
-#[derive(Deserialize)]
-struct KeyBody {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(super) struct KeyBody {
     name: String,
     #[serde(default = "default_role")]
     role: Role,
 }
 
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/api-keys", tag = "api-keys", security(("bearer" = [])), params(("tenant" = String, Path)), request_body = KeyBody, responses((status = 201, body = CreatedApiKey, description = "The secret is shown only in this response"), (status = 403, body = ErrorBody)))]
 async fn create_key(
     State(app): State<Arc<App>>,
     auth: Auth,
@@ -196,6 +205,7 @@ async fn create_key(
     Ok((StatusCode::CREATED, axum::Json(json!(key))))
 }
 
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/api-keys", tag = "api-keys", security(("bearer" = [])), params(("tenant" = String, Path)), responses((status = 200, description = "Keys (prefix only)"), (status = 403, body = ErrorBody)))]
 async fn list_keys(
     State(app): State<Arc<App>>,
     auth: Auth,
@@ -207,6 +217,7 @@ async fn list_keys(
     ))
 }
 
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}/api-keys/{key}", tag = "api-keys", security(("bearer" = [])), params(("tenant" = String, Path), ("key" = String, Path)), responses((status = 200, body = ApiKey), (status = 404, body = ErrorBody)))]
 async fn revoke_key(
     State(app): State<Arc<App>>,
     auth: Auth,

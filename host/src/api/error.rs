@@ -142,3 +142,16 @@ impl From<metering::Error> for ApiError {
         Self::internal(err)
     }
 }
+
+/// The JSON shape of every error, for the OpenAPI document.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// `code` is stable and machine-readable; `message` is for people.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}

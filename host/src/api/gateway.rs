@@ -11,7 +11,7 @@ use axum::http::{HeaderName, HeaderValue, Response, StatusCode};
 use axum::routing::any;
 use sha2::{Digest, Sha256};
 
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{body_too_large, principal_of};
 use crate::app::App;
 use crate::capabilities::{Binding, types};
@@ -42,6 +42,7 @@ async fn call_root(
 
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
+#[utoipa::path(method(get, head, post, put, patch, delete, options), path = "/t/{tenant}/p/{plugin}/{path}", tag = "plugin-routes", security((), ("bearer" = [])), params(("tenant" = String, Path, description = "Tenant slug"), ("plugin" = String, Path), ("path" = String, Path, description = "A route the plugin manifest declares"), ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key replay the first answer and are metered once")), responses((status = 200, description = "Whatever the plugin answers"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 502, description = "The plugin trapped or hit a limit (code names it)", body = ErrorBody), (status = 503, description = "Overloaded", body = ErrorBody), (status = 504, description = "The plugin hit its wall-clock limit", body = ErrorBody)))]
 async fn call(
     State(app): State<Arc<App>>,
     Path((slug, plugin_name, path)): Path<(String, String, String)>,

@@ -9,6 +9,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::json;
 
+use super::error::ErrorBody;
 use crate::app::App;
 
 /// Routes of this area.
@@ -19,10 +20,12 @@ pub fn router() -> Router<Arc<App>> {
         .route("/metrics", get(metrics))
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "The process is alive")))]
 async fn healthz() -> impl IntoResponse {
     axum::Json(json!({ "status": "ok" }))
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, description = "Ready: the database answers"), (status = 503, body = ErrorBody)))]
 async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
     match sqlx::query("SELECT 1").execute(app.db.pool()).await {
         Ok(_) => (
@@ -41,6 +44,7 @@ async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
     }
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
 async fn metrics() -> impl IntoResponse {
     (
         [(

@@ -11,9 +11,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::admin::tenant_for;
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{Auth, Json};
 use crate::app::App;
+use crate::catalog::TenantPlugin;
+use crate::runtime::Installed;
 use crate::tenancy::Role;
 
 /// Routes of this area.
@@ -29,18 +31,20 @@ pub fn router() -> Router<Arc<App>> {
         .route("/v1/tenants/{tenant}/plugins/{name}/logs", get(logs))
 }
 
+#[utoipa::path(get, path = "/v1/plugins", tag = "plugins", security(("bearer" = [])), responses((status = 200, description = "Installed plugins and their versions")))]
 async fn list(State(app): State<Arc<App>>, _auth: Auth) -> ApiResult<axum::Json<Value>> {
     Ok(axum::Json(json!({ "plugins": app.catalog.list().await? })))
 }
 
-#[derive(Deserialize)]
-struct InstallBody {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(super) struct InstallBody {
     /// The `plugin.toml` text.
     manifest: String,
     /// The component bytes, base64.
     component_base64: String,
 }
 
+#[utoipa::path(post, path = "/v1/plugins", tag = "plugins", security(("bearer" = [])), request_body = InstallBody, responses((status = 201, body = Installed), (status = 409, description = "Version already installed", body = ErrorBody), (status = 422, description = "Invalid manifest or component, or an undeclared import", body = ErrorBody)))]
 async fn install(
     State(app): State<Arc<App>>,
     auth: Auth,
@@ -54,6 +58,7 @@ async fn install(
     Ok((StatusCode::CREATED, axum::Json(json!(installed))))
 }
 
+#[utoipa::path(get, path = "/v1/plugins/{name}/routes", tag = "plugins", params(("name" = String, Path)), responses((status = 200, description = "Routes, mount point and limits of the current version"), (status = 404, body = ErrorBody)))]
 async fn routes(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
@@ -72,6 +77,7 @@ async fn routes(
     })))
 }
 
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/plugins", tag = "plugins", security(("bearer" = [])), params(("tenant" = String, Path)), responses((status = 200, description = "Plugins the tenant enabled or configured")))]
 async fn tenant_plugins(
     State(app): State<Arc<App>>,
     auth: Auth,
@@ -83,6 +89,7 @@ async fn tenant_plugins(
     ))
 }
 
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/plugins/{name}", tag = "plugins", security(("bearer" = [])), params(("tenant" = String, Path), ("name" = String, Path)), responses((status = 200, description = "Enablement, settings, effective settings and settings JSON Schema"), (status = 404, body = ErrorBody)))]
 async fn tenant_plugin(
     State(app): State<Arc<App>>,
     auth: Auth,
@@ -106,12 +113,13 @@ async fn tenant_plugin(
     })))
 }
 
-#[derive(Deserialize)]
-struct ConfigureBody {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(super) struct ConfigureBody {
     enabled: Option<bool>,
     settings: Option<Map<String, Value>>,
 }
 
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/plugins/{name}", tag = "plugins", security(("bearer" = [])), params(("tenant" = String, Path), ("name" = String, Path)), request_body = ConfigureBody, responses((status = 200, body = TenantPlugin), (status = 422, description = "Settings do not match the schema", body = ErrorBody)))]
 async fn configure(
     State(app): State<Arc<App>>,
     auth: Auth,
@@ -162,6 +170,7 @@ struct LogQuery {
     limit: Option<i64>,
 }
 
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/plugins/{name}/logs", tag = "plugins", security(("bearer" = [])), params(("tenant" = String, Path), ("name" = String, Path), ("limit" = Option<i64>, Query)), responses((status = 200, description = "Newest plugin log lines first")))]
 async fn logs(
     State(app): State<Arc<App>>,
     auth: Auth,

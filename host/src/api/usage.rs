@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::admin::tenant_for;
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::Auth;
 use crate::app::App;
 use crate::ids::now_ms;
@@ -67,6 +67,7 @@ async fn usage_of(
     Ok(axum::Json(json!({ "tenant": tenant.slug, "usage": days })))
 }
 
+#[utoipa::path(get, path = "/v1/usage", tag = "usage", security(("bearer" = [])), params(("from" = Option<String>, Query, description = "YYYY-MM-DD"), ("to" = Option<String>, Query, description = "YYYY-MM-DD, inclusive")), responses((status = 200, description = "Calls, errors, fuel, wall time and bytes by day and plugin"), (status = 403, body = ErrorBody)))]
 async fn own_usage(
     State(app): State<Arc<App>>,
     auth: Auth,
@@ -78,6 +79,7 @@ async fn own_usage(
     usage_of(&app, &tenant, range).await
 }
 
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/usage", tag = "usage", security(("bearer" = [])), params(("tenant" = String, Path), ("from" = Option<String>, Query), ("to" = Option<String>, Query)), responses((status = 200, description = "Usage by day and plugin")))]
 async fn tenant_usage(
     State(app): State<Arc<App>>,
     auth: Auth,

@@ -1,0 +1,75 @@
+//! `/v1/openapi.json`: the OpenAPI 3.1 document, generated from the
+//! handlers' annotations at compile time (no UI assets are downloaded).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::app::App;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Weft", description = "Multi-tenant WebAssembly plugin platform: administration API and plugin routes."),
+    paths(
+        super::admin::login, super::admin::me, super::admin::create_tenant, super::admin::list_tenants,
+        super::admin::get_tenant, super::admin::set_quotas, super::admin::create_user, super::admin::list_users,
+        super::admin::create_key, super::admin::list_keys, super::admin::revoke_key,
+        super::plugins::list, super::plugins::install, super::plugins::routes, super::plugins::tenant_plugins,
+        super::plugins::tenant_plugin, super::plugins::configure, super::plugins::logs,
+        super::usage::own_usage, super::usage::tenant_usage,
+        super::ops::healthz, super::ops::readyz, super::ops::metrics,
+        super::gateway::call,
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Sessions"),
+        (name = "tenants", description = "Tenants (superadmin) and their quotas"),
+        (name = "users", description = "Users of a tenant"),
+        (name = "api-keys", description = "API keys of a tenant"),
+        (name = "plugins", description = "Catalog, install, enablement, settings, logs"),
+        (name = "usage", description = "Metered usage"),
+        (name = "plugin-routes", description = "Routes served by a tenant's enabled plugins"),
+        (name = "ops", description = "Health and metrics"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A session token from /v1/auth/login, or an API key (wft_...)",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The document as JSON text.
+pub fn document() -> String {
+    ApiDoc::openapi().to_pretty_json().unwrap_or_default()
+}
+
+/// Routes of this area.
+pub fn router() -> Router<Arc<App>> {
+    Router::new().route(
+        "/v1/openapi.json",
+        get(|| async {
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                document(),
+            )
+        }),
+    )
+}
