@@ -41,6 +41,9 @@ pub enum Command {
     /// Plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Measure throughput, latency, instantiation, load time and memory
+    /// (build with --release first).
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,6 +128,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let command = cli.command.unwrap_or(Command::Serve);
     if let Command::Plugin(PluginCommand::New { name, dir }) = &command {
         return crate::cli_scaffold::scaffold(name, dir);
+    }
+    if let Command::Bench(args) = command {
+        return crate::bench::run(args).await;
     }
     if let Command::Migrate = command {
         let db = crate::db::Db::connect(&config.database_url()).await?;
@@ -233,7 +239,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Plugin(PluginCommand::New { .. }) => Ok(()),
+        Command::Plugin(PluginCommand::New { .. }) | Command::Bench(_) => Ok(()),
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod app;
+pub mod bench;
 pub mod bundled;
 pub mod capabilities;
 pub mod catalog;

@@ -226,19 +226,21 @@ impl Runtime {
 }
 
 impl Runtime {
-    async fn run(
+    /// A Store for one call, bound to `binding`, with its limits armed.
+    fn new_store(
         &self,
-        plugin: &Arc<LoadedPlugin>,
-        call: CallRequest,
+        plugin: &LoadedPlugin,
+        binding: Binding,
+        settings: Arc<Map<String, Value>>,
         log: LogBuffer,
-    ) -> (Result<types::Response, CallError>, CallStats) {
+    ) -> Option<Store<StoreData>> {
         let limits = plugin.limits;
         let wasi = WasiCtxBuilder::new()
             .stdout(log.output("stdout"))
             .stderr(log.output("stderr"))
             .build();
         let data = StoreData {
-            caps: Capabilities::new(call.binding, self.storage.clone(), call.settings, log),
+            caps: Capabilities::new(binding, self.storage.clone(), settings, log),
             wasi,
             table: ResourceTable::new(),
             limiter: MemoryLimiter {
@@ -250,14 +252,10 @@ impl Runtime {
         };
         let mut store = Store::new(&self.engine, data);
         store.limiter(|d| &mut d.limiter);
-        let mut stats = CallStats::default();
-        if store.set_fuel(limits.fuel).is_err()
-            || store
-                .fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))
-                .is_err()
-        {
-            return (Err(CallError::Internal), stats);
-        }
+        store.set_fuel(limits.fuel).ok()?;
+        store
+            .fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))
+            .ok()?;
         let deadline = Instant::now() + Duration::from_millis(limits.timeout_ms);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |mut ctx| {
@@ -269,6 +267,41 @@ impl Runtime {
             // guest never starves other calls on the same worker.
             Ok(UpdateDeadline::Yield(1))
         });
+        Some(store)
+    }
+
+    /// Instantiates `plugin` in a fresh Store and, given a request, calls
+    /// it — without queueing, metering or log storage. For `weft bench`.
+    pub async fn probe(
+        &self,
+        plugin: &Arc<LoadedPlugin>,
+        binding: Binding,
+        request: Option<&types::Request>,
+    ) -> bool {
+        let log = LogBuffer::new(self.config.max_log_bytes_per_call);
+        let Some(mut store) = self.new_store(plugin, binding, Arc::new(Map::new()), log) else {
+            return false;
+        };
+        let Ok(instance) = plugin.pre.instantiate_async(&mut store).await else {
+            return false;
+        };
+        match request {
+            Some(request) => instance.call_handle(&mut store, request).await.is_ok(),
+            None => true,
+        }
+    }
+
+    async fn run(
+        &self,
+        plugin: &Arc<LoadedPlugin>,
+        call: CallRequest,
+        log: LogBuffer,
+    ) -> (Result<types::Response, CallError>, CallStats) {
+        let limits = plugin.limits;
+        let mut stats = CallStats::default();
+        let Some(mut store) = self.new_store(plugin, call.binding, call.settings, log) else {
+            return (Err(CallError::Internal), stats);
+        };
 
         let result = async {
             let instance = plugin.pre.instantiate_async(&mut store).await?;
