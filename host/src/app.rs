@@ -75,10 +75,9 @@ impl App {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(slug)
+            && at.elapsed() < TENANT_CACHE_TTL
         {
-            if at.elapsed() < TENANT_CACHE_TTL {
-                return Ok(tenant.clone());
-            }
+            return Ok(tenant.clone());
         }
         let tenant = self.tenants.by_slug(slug).await?;
         let mut cache = self.tenant_cache.write().unwrap_or_else(|p| p.into_inner());
@@ -110,10 +109,10 @@ fn jwt_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
         return Ok(config.jwt_secret.as_bytes().to_vec());
     }
     let path = config.data_dir.join("jwt.secret");
-    if let Ok(secret) = std::fs::read(&path) {
-        if secret.len() >= 32 {
-            return Ok(secret);
-        }
+    if let Ok(secret) = std::fs::read(&path)
+        && secret.len() >= 32
+    {
+        return Ok(secret);
     }
     use rand::RngCore;
     let mut secret = vec![0u8; 32];

@@ -322,10 +322,9 @@ impl Catalog {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(&key)
+            && at.elapsed() < CACHE_TTL
         {
-            if at.elapsed() < CACHE_TTL {
-                return Ok(tp.clone());
-            }
+            return Ok(tp.clone());
         }
         let mut tx = self
             .db

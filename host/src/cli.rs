@@ -245,10 +245,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(app: Arc<App>, seed: bool) -> anyhow::Result<()> {
     crate::seed::install_bundled(&app).await?;
-    if seed {
-        if let Some(banner) = crate::seed::seed_demo(&app).await? {
-            println!("{banner}");
-        }
+    if seed && let Some(banner) = crate::seed::seed_demo(&app).await? {
+        println!("{banner}");
     }
     app.spawn_sync();
     let listener = tokio::net::TcpListener::bind(app.config.bind)

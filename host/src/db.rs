@@ -83,12 +83,11 @@ impl Db {
         } else {
             return Err(Error::UnsupportedUrl(url.to_owned()));
         };
-        if engine == Engine::Sqlite {
-            if let Some(dir) = sqlite_path(url).and_then(|p| p.parent().map(ToOwned::to_owned)) {
-                if !dir.as_os_str().is_empty() {
-                    std::fs::create_dir_all(&dir).map_err(|e| Error::Sqlx(sqlx::Error::Io(e)))?;
-                }
-            }
+        if engine == Engine::Sqlite
+            && let Some(dir) = sqlite_path(url).and_then(|p| p.parent().map(ToOwned::to_owned))
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(&dir).map_err(|e| Error::Sqlx(sqlx::Error::Io(e)))?;
         }
         let options = AnyConnectOptions::from_str(url)?;
         let pool = AnyPoolOptions::new()

@@ -81,10 +81,10 @@ async fn call(
     // The caller: any credential must be valid and of this tenant; private
     // routes need one with at least the route's role.
     let principal = principal_of(&app, &parts).await?;
-    if let Some(p) = &principal {
-        if !p.can(&tenant.id, Role::User) {
-            return Err(not_found());
-        }
+    if let Some(p) = &principal
+        && !p.can(&tenant.id, Role::User)
+    {
+        return Err(not_found());
     }
     if !route.public {
         let p = principal.as_ref().ok_or_else(ApiError::unauthorized)?;

@@ -265,12 +265,12 @@ impl Storage {
             ),
             None => (0, None, now_ms()),
         };
-        if let Some(expected) = if_version {
-            if u64::try_from(old_version).unwrap_or(0) != expected {
-                return Err(Error::VersionConflict(
-                    u64::try_from(old_version).unwrap_or(0),
-                ));
-            }
+        if let Some(expected) = if_version
+            && u64::try_from(old_version).unwrap_or(0) != expected
+        {
+            return Err(Error::VersionConflict(
+                u64::try_from(old_version).unwrap_or(0),
+            ));
         }
         let size = len_i64(collection.len() + id.len() + body.len());
         match old_size {

@@ -186,10 +186,9 @@ impl ApiKeys {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(&hash)
+            && at.elapsed() < CACHE_TTL
         {
-            if at.elapsed() < CACHE_TTL {
-                return Ok(principal.clone());
-            }
+            return Ok(principal.clone());
         }
         let row = sqlx::query(
             "SELECT k.id, k.name, k.role, k.tenant_id, t.slug FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
