@@ -45,7 +45,7 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
 #[utoipa::path(method(get, head, post, put, patch, delete, options), path = "/t/{tenant}/p/{plugin}/{path}", tag = "plugin-routes", security((), ("bearer" = [])), params(("tenant" = String, Path, description = "Tenant slug"), ("plugin" = String, Path), ("path" = String, Path, description = "A route the plugin manifest declares"), ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key replay the first answer and are metered once")), responses((status = 200, description = "Whatever the plugin answers"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 502, description = "The plugin trapped or hit a limit (code names it)", body = ErrorBody), (status = 503, description = "Overloaded", body = ErrorBody), (status = 504, description = "The plugin hit its wall-clock limit", body = ErrorBody)))]
 async fn call(
     State(app): State<Arc<App>>,
-    Path((slug, plugin_name, path)): Path<(String, String, String)>,
+    Path((slug, plugin_name, _decoded_path)): Path<(String, String, String)>,
     parts: Parts,
     body: Body,
 ) -> ApiResult<Response<Body>> {
@@ -60,7 +60,7 @@ async fn call(
     let Some(tenant_plugin) = tenant_plugin.filter(|tp| tp.enabled) else {
         return Err(not_found());
     };
-    let path = format!("/{path}");
+    let path = below_mount(parts.uri.path());
     let route = match plugin.manifest.route(parts.method.as_str(), &path) {
         Ok(route) => route,
         Err(true) => {
@@ -243,6 +243,17 @@ async fn call(
     Ok(to_http(status, &headers, body, false))
 }
 
+/// The path below `/t/{tenant}/p/{plugin}` as received: the extractor's
+/// copy is percent-decoded, the plugin gets the raw one.
+fn below_mount(raw: &str) -> String {
+    let rest = raw
+        .trim_start_matches('/')
+        .splitn(5, '/')
+        .nth(4)
+        .unwrap_or("");
+    format!("/{rest}")
+}
+
 fn method_of(method: &axum::http::Method) -> types::Method {
     match method.as_str() {
         "HEAD" => types::Method::Head,
@@ -290,4 +301,18 @@ fn to_http(
         out.insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_plugin_path_keeps_its_encoding() {
+        assert_eq!(super::below_mount("/t/acme/p/hello"), "/");
+        assert_eq!(super::below_mount("/t/acme/p/hello/"), "/");
+        assert_eq!(
+            super::below_mount("/t/acme/p/hello/notes/a%2Fb"),
+            "/notes/a%2Fb"
+        );
+        assert_eq!(super::below_mount("/t/%61cme/p/hello/x/y/"), "/x/y/");
+    }
 }
