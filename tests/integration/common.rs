@@ -38,7 +38,7 @@ pub struct TestTenant {
     pub api_key: String,
 }
 
-struct PgDb {
+pub struct PgDb {
     admin_url: String,
     name: String,
 }
@@ -50,7 +50,7 @@ fn admin_pg_url() -> String {
 
 /// Creates a database and an ordinary login role that owns it; `None`
 /// (test skipped) when PostgreSQL is not reachable outside CI.
-async fn create_pg_db() -> Option<PgDb> {
+pub async fn create_pg_db() -> Option<PgDb> {
     use sqlx::Connection;
     let admin_url = admin_pg_url();
     let mut conn = match sqlx::PgConnection::connect(&admin_url).await {
@@ -78,14 +78,14 @@ async fn create_pg_db() -> Option<PgDb> {
 }
 
 impl PgDb {
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         let rest = self.admin_url.trim_start_matches("postgres://");
         let host = rest.split_once('@').map_or(rest, |(_, h)| h);
         let host = host.split('/').next().unwrap_or("127.0.0.1:5432");
         format!("postgres://{}@{host}/{}", self.name, self.name)
     }
 
-    async fn drop_db(&self) {
+    pub async fn drop_db(&self) {
         use sqlx::Connection;
         if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin_url).await {
             for stmt in [

@@ -4,6 +4,7 @@
 mod common;
 
 mod auth;
+mod crash;
 mod errors;
 mod hostile;
 mod isolation;
