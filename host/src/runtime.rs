@@ -124,10 +124,13 @@ impl Runtime {
             .wasm_component_model(true);
         let mut pool = PoolingAllocationConfig::default();
         let instances = config.max_concurrent_instances.max(1);
+        // A component instance holds several core instances, memories and
+        // tables (its module plus the shims wit-component adds); slots only
+        // reserve address space, so err on the generous side.
         pool.total_component_instances(instances)
-            .total_core_instances(instances * 4)
-            .total_memories(instances * 2)
-            .total_tables(instances * 4)
+            .total_core_instances(instances * 8)
+            .total_memories(instances * 4)
+            .total_tables(instances * 8)
             .max_memory_size(usize::try_from(config.max_memory_mib << 20).unwrap_or(usize::MAX));
         engine_config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine =

@@ -153,3 +153,94 @@ both_engines!(storage_quota_is_a_clear_error, async |s: &Server| {
         "nothing past the quota was written: {tenant}"
     );
 });
+
+/// Past the instance cap, calls wait their turn; past the queue timeout
+/// they get 503 `overloaded`, never a crash.
+async fn backpressure(engine: crate::common::Engine) {
+    let Some(s) = crate::common::start_with(engine, |c| {
+        c.runtime.max_concurrent_instances = 1;
+        c.runtime.queue_timeout_ms = 3_000;
+    })
+    .await
+    else {
+        return;
+    };
+    s.install_test_plugin("hostile").await;
+    let t = s.tenant("busy").await;
+    s.enable(&t, "hostile").await;
+    s.enable(&t, "hello").await;
+    // Eight calls at once through one instance slot: all are served, in turn.
+    let calls = (0..8).map(|_| {
+        let (client, url, key) = (
+            s.client.clone(),
+            format!("{}/t/busy/p/hello/counter/increment", s.base),
+            t.api_key.clone(),
+        );
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(key)
+                .json(&json!({}))
+                .send()
+                .await
+                .expect("send")
+                .status()
+        })
+    });
+    for call in calls.collect::<Vec<_>>() {
+        assert_eq!(call.await.expect("task"), StatusCode::OK);
+    }
+    let (_, counter) = s.get("/t/busy/p/hello/counter", Some(&t.api_key)).await;
+    assert_eq!(counter["value"], 8);
+    s.stop().await;
+
+    // With a short queue, a call waiting behind a slow one is turned away.
+    let Some(s) = crate::common::start_with(engine, |c| {
+        c.runtime.max_concurrent_instances = 1;
+        c.runtime.queue_timeout_ms = 200;
+    })
+    .await
+    else {
+        return;
+    };
+    s.install_test_plugin("hostile").await;
+    let t = s.tenant("busy").await;
+    s.enable(&t, "hostile").await;
+    let slow = {
+        let (client, url, key) = (
+            s.client.clone(),
+            format!("{}/t/busy/p/hostile/slow", s.base),
+            t.api_key.clone(),
+        );
+        tokio::spawn(async move {
+            client
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .expect("send")
+                .status()
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let (status, body) = s.get("/t/busy/p/hostile/ok", Some(&t.api_key)).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+        "{body}"
+    );
+    assert_eq!(slow.await.expect("task"), StatusCode::GATEWAY_TIMEOUT);
+    let (status, _) = s.get("/t/busy/p/hostile/ok", Some(&t.api_key)).await;
+    assert_eq!(status, StatusCode::OK, "served again once the slot is free");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backpressure_sqlite() {
+    backpressure(crate::common::Engine::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backpressure_postgres() {
+    backpressure(crate::common::Engine::Postgres).await;
+}

@@ -55,6 +55,9 @@ async fn call(
         Err(crate::tenancy::Error::NotFound(_)) => return Err(not_found()),
         Err(e) => return Err(e.into()),
     };
+    let span = tracing::Span::current();
+    span.record("tenant", tenant.id.as_str());
+    span.record("plugin", plugin_name.as_str());
     let plugin = app.runtime.plugin(&plugin_name).ok_or_else(not_found)?;
     let tenant_plugin = app.catalog.tenant_plugin(&tenant.id, &plugin_name).await?;
     let Some(tenant_plugin) = tenant_plugin.filter(|tp| tp.enabled) else {
