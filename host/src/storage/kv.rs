@@ -49,19 +49,28 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// The value under `key` as seen by `tx`.
+async fn current_value(
+    tx: &mut crate::db::Tx,
+    owner: Owner<'_>,
+    key: &str,
+) -> Result<Option<Vec<u8>>> {
+    Ok(sqlx::query_scalar::<_, Vec<u8>>(
+        "SELECT value FROM kv_entries WHERE tenant_id = $1 AND plugin = $2 AND key = $3",
+    )
+    .bind(owner.tenant.as_str())
+    .bind(owner.plugin)
+    .bind(key.as_bytes())
+    .fetch_optional(&mut **tx)
+    .await?)
+}
+
 impl Storage {
     /// The value under `key`.
     pub async fn kv_get(&self, owner: Owner<'_>, key: &str) -> Result<Option<Vec<u8>>> {
         check_key(key)?;
         let mut tx = self.begin_read(owner).await?;
-        let value = sqlx::query_scalar::<_, Vec<u8>>(
-            "SELECT value FROM kv_entries WHERE tenant_id = $1 AND plugin = $2 AND key = $3",
-        )
-        .bind(owner.tenant.as_str())
-        .bind(owner.plugin)
-        .bind(key.as_bytes())
-        .fetch_optional(&mut *tx)
-        .await?;
+        let value = current_value(&mut tx, owner, key).await?;
         tx.commit().await?;
         Ok(value)
     }
@@ -220,14 +229,7 @@ impl Storage {
     pub async fn kv_increment(&self, owner: Owner<'_>, key: &str, delta: i64) -> Result<i64> {
         check_key(key)?;
         let mut tx = self.begin_write(owner).await?;
-        let current = sqlx::query_scalar::<_, Vec<u8>>(
-            "SELECT value FROM kv_entries WHERE tenant_id = $1 AND plugin = $2 AND key = $3",
-        )
-        .bind(owner.tenant.as_str())
-        .bind(owner.plugin)
-        .bind(key.as_bytes())
-        .fetch_optional(&mut *tx)
-        .await?;
+        let current = current_value(&mut tx, owner, key).await?;
         let current = match current {
             None => 0,
             Some(bytes) => std::str::from_utf8(&bytes)
@@ -256,14 +258,7 @@ impl Storage {
             return Err(Error::ValueTooLarge(self.quotas.max_value_bytes));
         }
         let mut tx = self.begin_write(owner).await?;
-        let current = sqlx::query_scalar::<_, Vec<u8>>(
-            "SELECT value FROM kv_entries WHERE tenant_id = $1 AND plugin = $2 AND key = $3",
-        )
-        .bind(owner.tenant.as_str())
-        .bind(owner.plugin)
-        .bind(key.as_bytes())
-        .fetch_optional(&mut *tx)
-        .await?;
+        let current = current_value(&mut tx, owner, key).await?;
         if current.as_deref() != expected {
             return Ok(false);
         }
