@@ -37,7 +37,14 @@ fn main() {
         .unwrap_or_else(|| out_dir.join("t"));
     let wasm_target = target_dir.join("wasm-plugins");
 
-    for watched in ["plugins", "tests/plugins", "sdk", "wit", "Cargo.lock"] {
+    for watched in [
+        "plugins",
+        "tests/plugins",
+        "sdk",
+        "wit",
+        "Cargo.lock",
+        ".cargo/config.toml",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 

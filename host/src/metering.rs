@@ -133,12 +133,18 @@ async fn write_loop(
     }
 }
 
-async fn write_batch(db: &Db, batch: &[(UsageEvent, Option<Ack>)]) -> Result<()> {
+/// Rows per INSERT statement, largest first. A batch is written as a few
+/// statements of these fixed sizes, so the driver's statement cache holds
+/// them all and SQLite never resolves hundreds of parameters per statement
+/// (its name lookup is linear in the parameter count).
+const CHUNKS: [usize; 3] = [16, 4, 1];
+
+fn insert_sql(rows: usize) -> String {
     let mut sql = String::from(
         "INSERT INTO usage_events (tenant_id, idempotency_key, plugin, version, fuel, wall_us, peak_memory, \
          bytes_in, bytes_out, outcome, request_id, occurred_at) VALUES ",
     );
-    for i in 0..batch.len() {
+    for i in 0..rows {
         if i > 0 {
             sql.push(',');
         }
@@ -153,24 +159,40 @@ async fn write_batch(db: &Db, batch: &[(UsageEvent, Option<Ack>)]) -> Result<()>
     }
     // A retried call carries the same key: the first event stands.
     sql.push_str(" ON CONFLICT (tenant_id, idempotency_key) DO NOTHING");
-    let mut query = sqlx::query(AssertSqlSafe(sql));
-    for (e, _) in batch {
-        query = query
-            .bind(e.tenant.as_str())
-            .bind(&e.idempotency_key)
-            .bind(&e.plugin)
-            .bind(&e.version)
-            .bind(saturating(e.fuel))
-            .bind(saturating(e.wall_us))
-            .bind(saturating(e.peak_memory))
-            .bind(saturating(e.bytes_in))
-            .bind(saturating(e.bytes_out))
-            .bind(&e.outcome)
-            .bind(&e.request_id)
-            .bind(e.occurred_at);
-    }
+    sql
+}
+
+async fn write_batch(db: &Db, batch: &[(UsageEvent, Option<Ack>)]) -> Result<()> {
+    static SQL: std::sync::OnceLock<[String; 3]> = std::sync::OnceLock::new();
+    let sql = SQL.get_or_init(|| CHUNKS.map(insert_sql));
     let mut tx = db.begin(db::Scope::Platform, db::Mode::Write).await?;
-    query.execute(&mut *tx).await?;
+    let mut rest = batch;
+    while !rest.is_empty() {
+        let (i, rows) = CHUNKS
+            .iter()
+            .enumerate()
+            .find(|(_, n)| **n <= rest.len())
+            .unwrap_or((2, &1));
+        let (chunk, tail) = rest.split_at(*rows);
+        let mut query = sqlx::query(AssertSqlSafe(sql[i].as_str()));
+        for (e, _) in chunk {
+            query = query
+                .bind(e.tenant.as_str())
+                .bind(&e.idempotency_key)
+                .bind(&e.plugin)
+                .bind(&e.version)
+                .bind(saturating(e.fuel))
+                .bind(saturating(e.wall_us))
+                .bind(saturating(e.peak_memory))
+                .bind(saturating(e.bytes_in))
+                .bind(saturating(e.bytes_out))
+                .bind(&e.outcome)
+                .bind(&e.request_id)
+                .bind(e.occurred_at);
+        }
+        query.execute(&mut *tx).await?;
+        rest = tail;
+    }
     tx.commit().await?;
     Ok(())
 }
