@@ -5,9 +5,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::catalog::Catalog;
+use serde_json::{Map, Value};
+
+use crate::catalog::{self, Catalog, TenantPlugin};
 use crate::config::Config;
 use crate::db::Db;
+use crate::ids::TenantId;
 use crate::metering::Meter;
 use crate::runtime::Runtime;
 use crate::storage::Storage;
@@ -86,6 +89,44 @@ impl App {
         }
         cache.insert(slug.to_owned(), (tenant.clone(), Instant::now()));
         Ok(tenant)
+    }
+
+    /// Enables/disables `plugin` for `tenant` and/or replaces its settings,
+    /// checked against the current version's schema: enabling needs every
+    /// required setting. The one path for the API and the CLI.
+    pub async fn configure_plugin(
+        &self,
+        tenant: &TenantId,
+        plugin: &str,
+        enabled: Option<bool>,
+        settings: Option<&Map<String, Value>>,
+    ) -> catalog::Result<TenantPlugin> {
+        let loaded = self
+            .runtime
+            .plugin(plugin)
+            .ok_or(catalog::Error::PluginNotFound)?;
+        if let Some(settings) = settings {
+            loaded.manifest.check_settings(settings)?;
+        }
+        if enabled == Some(true) && settings.is_none() {
+            let stored = self
+                .catalog
+                .tenant_plugin(tenant, plugin)
+                .await?
+                .map(|t| t.settings)
+                .unwrap_or_default();
+            loaded.manifest.check_settings(&stored)?;
+        }
+        if let Some(settings) = settings {
+            self.catalog.set_settings(tenant, plugin, settings).await?;
+        }
+        if let Some(enabled) = enabled {
+            return self.catalog.set_enabled(tenant, plugin, enabled).await;
+        }
+        self.catalog
+            .tenant_plugin(tenant, plugin)
+            .await?
+            .ok_or(catalog::Error::PluginNotFound)
     }
 
     /// Periodically picks up plugin versions installed by other replicas.

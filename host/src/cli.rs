@@ -230,7 +230,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             disable,
         }) => {
             let tenant = app.tenants.by_slug(&tenant).await?;
-            let tp = app.catalog.set_enabled(&tenant.id, &name, !disable).await?;
+            let tp = app
+                .configure_plugin(&tenant.id, &name, Some(!disable), None)
+                .await?;
             println!(
                 "{} {} for {}",
                 tp.plugin,

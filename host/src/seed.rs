@@ -14,8 +14,16 @@ pub async fn install_bundled(app: &App) -> anyhow::Result<()> {
             Ok(installed) => {
                 tracing::info!(plugin = %installed.name, version = %installed.version, "installed bundled plugin")
             }
-            Err(runtime::Error::Catalog(catalog::Error::VersionExists(..))) => {
-                tracing::debug!(plugin = name, "bundled plugin already installed");
+            Err(runtime::Error::Catalog(catalog::Error::VersionExists(_, version))) => {
+                let installed = app.catalog.version_hash(name, &version).await?;
+                let bundled = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(component));
+                if installed != bundled {
+                    tracing::warn!(
+                        plugin = name,
+                        version = %version,
+                        "the bundled component changed but its version did not: still serving the installed build; bump plugin.version to install it"
+                    );
+                }
             }
             Err(err) => return Err(anyhow::anyhow!("bundled plugin {name}: {err}")),
         }

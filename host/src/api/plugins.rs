@@ -127,41 +127,12 @@ async fn configure(
     Json(body): Json<ConfigureBody>,
 ) -> ApiResult<axum::Json<Value>> {
     let tenant = tenant_for(&app, &auth, &slug, Role::Admin).await?;
-    let plugin = app
-        .runtime
-        .plugin(&name)
-        .ok_or_else(|| ApiError::not_found("plugin_not_found", "plugin not found"))?;
     if body.enabled.is_none() && body.settings.is_none() {
         return Err(ApiError::invalid("give `enabled`, `settings` or both"));
     }
-    if let Some(settings) = &body.settings {
-        plugin.manifest.check_settings(settings)?;
-        app.catalog
-            .set_settings(&tenant.id, &name, settings)
-            .await?;
-    }
-    let mut tp = None;
-    if let Some(enabled) = body.enabled {
-        if enabled && body.settings.is_none() {
-            // Enabling needs the required settings to be there already.
-            let stored = app
-                .catalog
-                .tenant_plugin(&tenant.id, &name)
-                .await?
-                .map(|t| t.settings)
-                .unwrap_or_default();
-            plugin.manifest.check_settings(&stored)?;
-        }
-        tp = Some(app.catalog.set_enabled(&tenant.id, &name, enabled).await?);
-    }
-    let tp = match tp {
-        Some(tp) => tp,
-        None => app
-            .catalog
-            .tenant_plugin(&tenant.id, &name)
-            .await?
-            .ok_or_else(|| ApiError::internal("settings vanished"))?,
-    };
+    let tp = app
+        .configure_plugin(&tenant.id, &name, body.enabled, body.settings.as_ref())
+        .await?;
     Ok(axum::Json(json!(tp)))
 }
 

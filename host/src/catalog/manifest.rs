@@ -323,9 +323,15 @@ fn check_setting_value(key: &str, setting: &Setting, value: &Value) -> Result<()
     if ok {
         Ok(())
     } else {
-        Err(Error::InvalidSettings(
-            format!("setting {key:?} must be a {:?}", setting.kind).to_lowercase(),
-        ))
+        let kind = match setting.kind {
+            SettingType::String => "a string",
+            SettingType::Integer => "an integer",
+            SettingType::Number => "a number",
+            SettingType::Boolean => "true or false",
+        };
+        Err(Error::InvalidSettings(format!(
+            "setting {key:?} must be {kind}"
+        )))
     }
 }
 
