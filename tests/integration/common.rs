@@ -240,6 +240,29 @@ impl Server {
         self.send(Method::PUT, path, token, Some(body)).await
     }
 
+    /// Starts a GET in the background (for calls that must overlap others).
+    pub fn spawn_get(
+        &self,
+        path: &str,
+        token: &str,
+    ) -> tokio::task::JoinHandle<(StatusCode, Value)> {
+        let (client, url, token) = (
+            self.client.clone(),
+            format!("{}{path}", self.base),
+            token.to_owned(),
+        );
+        tokio::spawn(async move {
+            let resp = client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("send");
+            let status = resp.status();
+            (status, resp.json().await.unwrap_or(Value::Null))
+        })
+    }
+
     /// Creates a tenant with an admin user (signed in) and an admin API key.
     pub async fn tenant(&self, slug: &str) -> TestTenant {
         let root = Some(self.root_token.as_str());

@@ -206,22 +206,7 @@ async fn backpressure(engine: crate::common::Engine) {
     s.install_test_plugin("hostile").await;
     let t = s.tenant("busy").await;
     s.enable(&t, "hostile").await;
-    let slow = {
-        let (client, url, key) = (
-            s.client.clone(),
-            format!("{}/t/busy/p/hostile/slow", s.base),
-            t.api_key.clone(),
-        );
-        tokio::spawn(async move {
-            client
-                .get(url)
-                .bearer_auth(key)
-                .send()
-                .await
-                .expect("send")
-                .status()
-        })
-    };
+    let slow = s.spawn_get("/t/busy/p/hostile/slow", &t.api_key);
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let (status, body) = s.get("/t/busy/p/hostile/ok", Some(&t.api_key)).await;
     assert_eq!(
@@ -229,7 +214,7 @@ async fn backpressure(engine: crate::common::Engine) {
         (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
         "{body}"
     );
-    assert_eq!(slow.await.expect("task"), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(slow.await.expect("task").0, StatusCode::GATEWAY_TIMEOUT);
     let (status, _) = s.get("/t/busy/p/hostile/ok", Some(&t.api_key)).await;
     assert_eq!(status, StatusCode::OK, "served again once the slot is free");
     s.stop().await;

@@ -48,24 +48,7 @@ both_engines!(
         let (manifest, component) = weft::bundled::test_plugin("hostile").expect("built");
 
         // A call in flight on 0.1.0 (1000 ms limit)...
-        let in_flight = {
-            let (client, url, key) = (
-                s.client.clone(),
-                format!("{}/t/up/p/hostile/slow", s.base),
-                t.api_key.clone(),
-            );
-            tokio::spawn(async move {
-                client
-                    .get(url)
-                    .bearer_auth(key)
-                    .send()
-                    .await
-                    .expect("send")
-                    .json::<serde_json::Value>()
-                    .await
-                    .expect("json")
-            })
-        };
+        let in_flight = s.spawn_get("/t/up/p/hostile/slow", &t.api_key);
         tokio::time::sleep(std::time::Duration::from_millis(150)).await;
         // ...while 0.2.0 with a 300 ms limit is installed, without a restart.
         let v2 = manifest
@@ -89,7 +72,7 @@ both_engines!(
                 .is_some_and(|m| m.contains("300 ms")),
             "new calls run 0.2.0: {new_call}"
         );
-        let old_call = in_flight.await.expect("in-flight call");
+        let (_, old_call) = in_flight.await.expect("in-flight call");
         assert!(
             old_call["error"]["message"]
                 .as_str()

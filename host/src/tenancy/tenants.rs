@@ -114,24 +114,20 @@ impl Tenants {
 
     /// The tenant with `slug`.
     pub async fn by_slug(&self, slug: &str) -> Result<Tenant> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM tenants WHERE slug = $1"
-        )))
-        .bind(slug)
-        .fetch_optional(self.db.pool())
-        .await?;
-        row.as_ref()
-            .map(from_row)
-            .transpose()?
-            .ok_or(Error::NotFound("tenant"))
+        self.find_by("slug", slug).await
     }
 
     /// The tenant with `id`.
     pub async fn by_id(&self, id: &TenantId) -> Result<Tenant> {
+        self.find_by("id", id.as_str()).await
+    }
+
+    /// The tenant whose unique `column` (a constant: `id` or `slug`) is `value`.
+    async fn find_by(&self, column: &'static str, value: &str) -> Result<Tenant> {
         let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM tenants WHERE id = $1"
+            "SELECT {COLUMNS} FROM tenants WHERE {column} = $1"
         )))
-        .bind(id.as_str())
+        .bind(value)
         .fetch_optional(self.db.pool())
         .await?;
         row.as_ref()
