@@ -235,9 +235,14 @@ impl Runtime {
         log: LogBuffer,
     ) -> Option<Store<StoreData>> {
         let limits = plugin.limits;
+        // No preopened directories, no environment, no arguments; network
+        // refused explicitly (not only by today's defaults).
         let wasi = WasiCtxBuilder::new()
             .stdout(log.output("stdout"))
             .stderr(log.output("stderr"))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
             .build();
         let data = StoreData {
             caps: Capabilities::new(binding, self.storage.clone(), settings, log),
