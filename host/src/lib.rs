@@ -20,6 +20,7 @@ pub mod metering;
 pub mod metrics;
 pub mod plugin_logs;
 pub mod runtime;
+pub mod search;
 pub mod seed;
 pub mod storage;
 pub mod tenancy;

@@ -1,0 +1,337 @@
+//! Full-text search: one tantivy index per (tenant, plugin, index name), each
+//! in its own directory, so one tenant's index is never opened on behalf of
+//! another. The plugin declares typed fields; documents are upserted by id;
+//! queries use tantivy's query language over the text fields plus typed
+//! filters, with highlighted snippets and paging.
+//!
+//! Writes are batched: an upsert is visible and durable after the next
+//! commit, which the committer task makes every [`COMMIT_INTERVAL`] for every
+//! index with pending writes (or [`Search::commit`] at once). An index is
+//! derived data: a plugin can drop and rebuild it from its documents.
+
+mod index;
+mod query;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use index::TenantIndex;
+
+use crate::storage::Owner;
+
+/// How often pending writes are committed.
+pub const COMMIT_INTERVAL: Duration = Duration::from_millis(250);
+/// Indexes kept open (each holds a writer); the least recently used is
+/// committed and closed past this.
+const MAX_OPEN: usize = 64;
+
+/// Why a search call was refused. Everything but `Internal` is the caller's to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("index names are 1-64 characters of a-z, 0-9, '_' and '-'")]
+    InvalidName,
+    #[error("invalid field spec: {0}")]
+    InvalidSpec(String),
+    #[error("the index exists with other fields; drop it to change them")]
+    SpecMismatch,
+    #[error("no such index (define it first)")]
+    UnknownIndex,
+    #[error("invalid document: {0}")]
+    InvalidDocument(String),
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+    #[error("search engine failure: {0}")]
+    Internal(String),
+}
+
+impl From<tantivy::TantivyError> for Error {
+    fn from(err: tantivy::TantivyError) -> Self {
+        Self::Internal(err.to_string())
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(err: std::io::Error) -> Self {
+        Self::Internal(err.to_string())
+    }
+}
+
+/// Result of this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The type of a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldKind {
+    /// Tokenized, stemmed (English) full text: searched and highlighted.
+    Text,
+    /// One exact token (tags, categories, ids): filtered with `eq`.
+    Keyword,
+    /// A signed 64-bit integer (counts, Unix milliseconds): filtered with ranges.
+    Integer,
+    /// A 64-bit float: filtered with ranges.
+    Float,
+}
+
+/// One declared field. Every field is stored and returned with hits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldSpec {
+    pub name: String,
+    pub kind: FieldKind,
+}
+
+/// The fields of an index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexSpec {
+    pub fields: Vec<FieldSpec>,
+}
+
+/// Comparison of a filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterOp {
+    Eq,
+    Lt,
+    Lte,
+    Gt,
+    Gte,
+}
+
+/// `field op value` on a keyword, integer or float field.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    pub field: String,
+    pub op: FilterOp,
+    pub value: Value,
+}
+
+/// A search.
+#[derive(Debug, Clone, Default)]
+pub struct SearchRequest {
+    /// tantivy query language over the text fields (`rust AND "error handling"`,
+    /// `title:wasm`); empty matches every document.
+    pub query: String,
+    pub filters: Vec<Filter>,
+    /// 1-100 hits per page.
+    pub limit: u32,
+    pub offset: u32,
+    /// Text fields to return highlighted snippets for (`<b>` around matches).
+    pub highlight: Vec<String>,
+}
+
+/// One result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hit {
+    pub id: String,
+    pub score: f32,
+    pub fields: Map<String, Value>,
+    /// HTML snippets by field, matches in `<b>`; text is escaped.
+    pub snippets: BTreeMap<String, String>,
+}
+
+/// A page of results.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchPage {
+    /// Matching documents in all.
+    pub total: u64,
+    pub hits: Vec<Hit>,
+}
+
+type Key = (String, String, String);
+
+/// All indexes under one directory.
+#[derive(Debug)]
+pub struct Search {
+    root: PathBuf,
+    open: Mutex<HashMap<Key, (Arc<TenantIndex>, u64)>>,
+    clock: std::sync::atomic::AtomicU64,
+}
+
+fn check_name(name: &str) -> Result<()> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok { Ok(()) } else { Err(Error::InvalidName) }
+}
+
+impl Search {
+    /// Indexes live under `root/<tenant id>/<plugin>/<name>/`.
+    pub fn new(root: PathBuf) -> Self {
+        Self {
+            root,
+            open: Mutex::new(HashMap::new()),
+            clock: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn key(owner: Owner<'_>, name: &str) -> Key {
+        (
+            owner.tenant.to_string(),
+            owner.plugin.to_owned(),
+            name.to_owned(),
+        )
+    }
+
+    fn dir(&self, key: &Key) -> PathBuf {
+        // Tenant ids are uuids, plugin and index names are checked: no path
+        // component can climb out of the root.
+        self.root.join(&key.0).join(&key.1).join(&key.2)
+    }
+
+    fn touch(&self) -> u64 {
+        self.clock
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Creates the index, or opens it if it exists with the same fields.
+    pub fn define(&self, owner: Owner<'_>, name: &str, spec: &IndexSpec) -> Result<()> {
+        check_name(name)?;
+        let key = Self::key(owner, name);
+        let index = match self.get(&key)? {
+            Some(index) => index,
+            None => {
+                let index = Arc::new(TenantIndex::create(&self.dir(&key), spec)?);
+                self.insert(key, index.clone())?;
+                index
+            }
+        };
+        if index.spec() != spec {
+            Err(Error::SpecMismatch)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The open index, opening it from disk if it exists.
+    fn get(&self, key: &Key) -> Result<Option<Arc<TenantIndex>>> {
+        let stamp = self.touch();
+        if let Some((index, used)) = self
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(key)
+        {
+            *used = stamp;
+            return Ok(Some(index.clone()));
+        }
+        let dir = self.dir(key);
+        if !TenantIndex::exists(&dir) {
+            return Ok(None);
+        }
+        let index = Arc::new(TenantIndex::open(&dir)?);
+        self.insert(key.clone(), index.clone())?;
+        Ok(Some(index))
+    }
+
+    fn insert(&self, key: Key, index: Arc<TenantIndex>) -> Result<()> {
+        let evicted = {
+            let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+            open.insert(key, (index, self.touch()));
+            if open.len() > MAX_OPEN {
+                let oldest = open
+                    .iter()
+                    .min_by_key(|(_, (_, used))| *used)
+                    .map(|(k, _)| k.clone());
+                oldest.and_then(|k| open.remove(&k)).map(|(index, _)| index)
+            } else {
+                None
+            }
+        };
+        if let Some(index) = evicted {
+            index.commit()?;
+        }
+        Ok(())
+    }
+
+    fn existing(&self, owner: Owner<'_>, name: &str) -> Result<Arc<TenantIndex>> {
+        check_name(name)?;
+        self.get(&Self::key(owner, name))?
+            .ok_or(Error::UnknownIndex)
+    }
+
+    /// Adds or replaces document `id`; visible after the next commit.
+    pub fn upsert(
+        &self,
+        owner: Owner<'_>,
+        name: &str,
+        id: &str,
+        fields: &Map<String, Value>,
+    ) -> Result<()> {
+        self.existing(owner, name)?.upsert(id, fields)
+    }
+
+    /// Removes document `id`; gone after the next commit.
+    pub fn delete(&self, owner: Owner<'_>, name: &str, id: &str) -> Result<()> {
+        self.existing(owner, name)?.delete(id)
+    }
+
+    /// Commits pending writes of the index now: durable and visible.
+    pub fn commit(&self, owner: Owner<'_>, name: &str) -> Result<()> {
+        self.existing(owner, name)?.commit()
+    }
+
+    /// Searches the index (committed documents only).
+    pub fn search(
+        &self,
+        owner: Owner<'_>,
+        name: &str,
+        request: &SearchRequest,
+    ) -> Result<SearchPage> {
+        self.existing(owner, name)?.search(request)
+    }
+
+    /// Deletes the index and its files (to change its fields, or rebuild).
+    pub fn drop_index(&self, owner: Owner<'_>, name: &str) -> Result<bool> {
+        check_name(name)?;
+        let key = Self::key(owner, name);
+        self.open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+        let dir = self.dir(&key);
+        if !TenantIndex::exists(&dir) {
+            return Ok(false);
+        }
+        std::fs::remove_dir_all(&dir)?;
+        Ok(true)
+    }
+
+    /// Commits every index with pending writes (the committer's tick).
+    pub fn commit_pending(&self) {
+        let open: Vec<_> = self
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|(i, _)| i.clone())
+            .collect();
+        for index in open {
+            if let Err(err) = index.commit_if_dirty() {
+                tracing::warn!(error = %err, "search commit failed");
+            }
+        }
+    }
+
+    /// Starts the committer task.
+    pub fn spawn_committer(self: &Arc<Self>) {
+        let search = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(COMMIT_INTERVAL);
+            loop {
+                tick.tick().await;
+                let Some(search) = search.upgrade() else {
+                    break;
+                };
+                let _ = tokio::task::spawn_blocking(move || search.commit_pending()).await;
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;
