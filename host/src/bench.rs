@@ -40,6 +40,9 @@ pub struct BenchArgs {
     /// commit (metering.durable_ack = false).
     #[arg(long)]
     pub async_metering: bool,
+    /// Posts in the search phase (0 skips it).
+    #[arg(long, default_value_t = 100_000)]
+    pub search_posts: usize,
 }
 
 struct Percentiles {
@@ -216,6 +219,179 @@ async fn load(
     Ok((rate, percentiles(all), errors))
 }
 
+/// Indexes `posts` synthetic forum posts for one tenant, then times queries.
+fn search_phase(posts: usize) -> anyhow::Result<()> {
+    use crate::search::{FieldKind, FieldSpec, IndexSpec, Search, SearchRequest};
+    use crate::storage::Owner;
+    // A fixed vocabulary with a skewed (Zipf-like) pick, so that some words
+    // are common and some rare, like real text.
+    const WORDS: &[&str] = &[
+        "rust",
+        "wasm",
+        "plugin",
+        "tenant",
+        "error",
+        "handling",
+        "async",
+        "runtime",
+        "memory",
+        "limit",
+        "forum",
+        "topic",
+        "reply",
+        "search",
+        "index",
+        "query",
+        "database",
+        "postgres",
+        "sqlite",
+        "cache",
+        "latency",
+        "throughput",
+        "deploy",
+        "server",
+        "client",
+        "request",
+        "response",
+        "header",
+        "body",
+        "stream",
+        "buffer",
+        "thread",
+        "lock",
+        "channel",
+        "future",
+        "trait",
+        "generic",
+        "lifetime",
+        "borrow",
+        "compile",
+        "cargo",
+        "crate",
+        "module",
+        "function",
+        "closure",
+        "iterator",
+        "vector",
+        "string",
+        "option",
+        "result",
+        "panic",
+        "trap",
+        "fuel",
+        "epoch",
+        "component",
+        "interface",
+        "world",
+        "import",
+        "export",
+        "binding",
+        "guest",
+        "host",
+        "linker",
+        "store",
+        "instance",
+        "table",
+        "global",
+    ];
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut word = || {
+        let r = (next() % 10_000) as f64 / 10_000.0;
+        WORDS[((r * r * r) * WORDS.len() as f64) as usize % WORDS.len()]
+    };
+    let dir = tempfile::tempdir()?;
+    let search = Search::new(dir.path().to_path_buf());
+    let tenant = crate::ids::TenantId::generate();
+    let owner = Owner {
+        tenant: &tenant,
+        plugin: "forum",
+    };
+    let spec = IndexSpec {
+        fields: vec![
+            FieldSpec {
+                name: "title".into(),
+                kind: FieldKind::Text,
+            },
+            FieldSpec {
+                name: "body".into(),
+                kind: FieldKind::Text,
+            },
+            FieldSpec {
+                name: "category".into(),
+                kind: FieldKind::Keyword,
+            },
+            FieldSpec {
+                name: "created_at".into(),
+                kind: FieldKind::Integer,
+            },
+        ],
+    };
+    search.define(owner, "posts", &spec)?;
+    let started = Instant::now();
+    for i in 0..posts {
+        let title: Vec<&str> = (0..6).map(|_| word()).collect();
+        let body: Vec<&str> = (0..60).map(|_| word()).collect();
+        let mut doc = serde_json::Map::new();
+        doc.insert("title".into(), title.join(" ").into());
+        doc.insert("body".into(), body.join(" ").into());
+        doc.insert("category".into(), format!("c{}", i % 20).into());
+        doc.insert("created_at".into(), (i as i64).into());
+        search.upsert(owner, "posts", &format!("p{i}"), &doc)?;
+        if i % 20_000 == 19_999 {
+            search.commit_pending();
+        }
+    }
+    search.commit(owner, "posts")?;
+    let index_secs = started.elapsed().as_secs_f64();
+    let queries = [
+        "rust error",
+        "async runtime memory",
+        "\"component interface\"",
+        "plugin AND tenant",
+        "linker",
+        "cargo crate module",
+    ];
+    let mut times = Vec::new();
+    for round in 0..200 {
+        for q in queries {
+            let request = SearchRequest {
+                query: q.into(),
+                limit: 20,
+                highlight: vec!["body".into()],
+                offset: (round % 3) * 20,
+                ..SearchRequest::default()
+            };
+            let t = Instant::now();
+            let page = search.search(owner, "posts", &request)?;
+            times.push(t.elapsed().as_micros() as u64);
+            anyhow::ensure!(page.total > 0, "query {q} found nothing");
+        }
+    }
+    let p = percentiles(times);
+    println!(
+        "\n## search ({posts} posts, one tenant; 60-word bodies; top 20 with body snippets)\n"
+    );
+    println!(
+        "indexed in {index_secs:.1} s ({:.0} posts/s); query p50 {:.2} ms, p99 {:.2} ms",
+        posts as f64 / index_secs,
+        p.p50 / 1000.0,
+        p.p99 / 1000.0
+    );
+    println!(
+        "RESULT search_posts={posts} index_posts_per_s={:.0} query_p50_ms={:.3} query_p99_ms={:.3}",
+        posts as f64 / index_secs,
+        p.p50 / 1000.0,
+        p.p99 / 1000.0
+    );
+    Ok(())
+}
+
 /// Runs every phase and prints the results.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let duration = Duration::from_secs(args.duration);
@@ -373,5 +549,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!(
         "RESULT rss_per_tenant_kib={per_tenant:.2} rss_before_kib={before} rss_after_kib={after}"
     );
+    if args.search_posts > 0 {
+        let posts = args.search_posts;
+        tokio::task::spawn_blocking(move || search_phase(posts)).await??;
+    }
     Ok(())
 }
