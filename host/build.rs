@@ -21,6 +21,18 @@ fn plugin_dirs(dir: &Path) -> Vec<(String, PathBuf)> {
     out
 }
 
+/// Asks cargo to rerun this script when `path` or any file below it changes.
+fn watch(path: &Path) {
+    println!("cargo:rerun-if-changed={}", path.display());
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for entry in entries.flatten() {
+            if entry.file_name() != "target" {
+                watch(&entry.path());
+            }
+        }
+    }
+}
+
 fn main() {
     let manifest_dir =
         PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
@@ -45,7 +57,9 @@ fn main() {
         "Cargo.lock",
         ".cargo/config.toml",
     ] {
-        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+        // Every file is named: cargo's own scan of a watched directory
+        // missed edits deep inside it and left stale plugins in the tests.
+        watch(&root.join(watched));
     }
 
     let bundled = plugin_dirs(&root.join("plugins"));

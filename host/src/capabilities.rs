@@ -18,8 +18,9 @@ use serde_json::{Map, Value};
 
 pub use logbuf::{CapturedOutput, LogBuffer, LogLine};
 
+use crate::db::Tx;
 use crate::ids::TenantId;
-use crate::storage::{self, Owner, Storage};
+use crate::storage::{self, Storage};
 
 /// Host bindings generated from `wit/platform@0.1.0`: the only `bindgen!`.
 pub mod bindings {
@@ -46,13 +47,65 @@ pub struct Binding {
 }
 
 /// Per-call state behind every import.
+///
+/// Every write of a call goes into one transaction, begun at its first write
+/// and committed by the runtime only if the call returns a response: a call
+/// that traps or hits a limit leaves nothing behind. Reads see the call's
+/// own writes.
 #[derive(Debug)]
 pub struct Capabilities {
     binding: Binding,
     storage: Arc<Storage>,
     settings: Arc<Map<String, Value>>,
     log: LogBuffer,
+    unit_of_work: Option<Tx>,
+    write_began: Option<std::time::Instant>,
 }
+
+/// Runs `$body` (a future using `$tx: &mut Tx`, `$owner`, `$storage`) in the
+/// call's unit of work; `write` begins it if needed, `read` uses it if it
+/// exists and a short read transaction otherwise.
+macro_rules! in_tx {
+    ($caps:expr, read, |$storage:ident, $tx:ident, $owner:ident| $body:expr) => {{
+        let caps = &mut *$caps;
+        let $owner = crate::storage::Owner {
+            tenant: &caps.binding.tenant,
+            plugin: &caps.binding.plugin,
+        };
+        let $storage = &*caps.storage;
+        match caps.unit_of_work.as_mut() {
+            Some($tx) => $body.await,
+            None => {
+                let mut read = $storage.begin_read($owner).await?;
+                let out = {
+                    let $tx = &mut read;
+                    $body.await
+                };
+                read.commit()
+                    .await
+                    .map_err(|e| crate::storage::Error::Db(e.into()))?;
+                out
+            }
+        }
+    }};
+    ($caps:expr, write, |$storage:ident, $tx:ident, $owner:ident| $body:expr) => {{
+        let caps = &mut *$caps;
+        let $owner = crate::storage::Owner {
+            tenant: &caps.binding.tenant,
+            plugin: &caps.binding.plugin,
+        };
+        let $storage = &*caps.storage;
+        if caps.unit_of_work.is_none() {
+            caps.unit_of_work = Some($storage.begin_write($owner).await?);
+            caps.write_began = Some(std::time::Instant::now());
+        }
+        match caps.unit_of_work.as_mut() {
+            Some($tx) => $body.await,
+            None => unreachable!("the unit of work was begun above"),
+        }
+    }};
+}
+use in_tx;
 
 impl Capabilities {
     /// State for one call bound to `binding`.
@@ -67,19 +120,25 @@ impl Capabilities {
             storage,
             settings,
             log,
+            unit_of_work: None,
+            write_began: None,
         }
+    }
+
+    /// Since when this call holds a write transaction, if it does.
+    pub fn write_held_since(&self) -> Option<std::time::Instant> {
+        self.write_began
+    }
+
+    /// Takes the call's unit of work to commit it (dropping it rolls back).
+    pub fn take_unit_of_work(&mut self) -> Option<Tx> {
+        self.write_began = None;
+        self.unit_of_work.take()
     }
 
     /// The binding of this call.
     pub fn binding(&self) -> &Binding {
         &self.binding
-    }
-
-    fn owner(&self) -> Owner<'_> {
-        Owner {
-            tenant: &self.binding.tenant,
-            plugin: &self.binding.plugin,
-        }
     }
 
     /// Adds every platform interface to `linker`; `get` projects the

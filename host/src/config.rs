@@ -77,6 +77,9 @@ pub struct RuntimeConfig {
     pub max_log_lines_per_plugin: i64,
     /// Where precompiled plugin artifacts are cached (default `data_dir/cache`).
     pub cache_dir: Option<PathBuf>,
+    /// On SQLite, how long a call may run after its first write (it holds
+    /// the database's only write lock until it returns).
+    pub max_write_hold_ms: u64,
 }
 
 /// Default storage quotas per tenant.
@@ -134,6 +137,7 @@ impl Default for RuntimeConfig {
             max_log_bytes_per_call: 64 << 10,
             max_log_lines_per_plugin: 10_000,
             cache_dir: None,
+            max_write_hold_ms: 250,
         }
     }
 }

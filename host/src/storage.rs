@@ -85,7 +85,8 @@ impl Storage {
         Self { db, quotas }
     }
 
-    async fn begin_write(&self, owner: Owner<'_>) -> Result<db::Tx> {
+    /// A write transaction for `owner`: one plugin call's unit of work.
+    pub async fn begin_write(&self, owner: Owner<'_>) -> Result<db::Tx> {
         let mut tx = self
             .db
             .begin(db::Scope::Tenant(owner.tenant), db::Mode::Write)
@@ -103,7 +104,8 @@ impl Storage {
         Ok(tx)
     }
 
-    async fn begin_read(&self, owner: Owner<'_>) -> Result<db::Tx> {
+    /// A read-only transaction for `owner`.
+    pub async fn begin_read(&self, owner: Owner<'_>) -> Result<db::Tx> {
         Ok(self
             .db
             .begin(db::Scope::Tenant(owner.tenant), db::Mode::Read)

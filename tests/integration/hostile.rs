@@ -229,3 +229,84 @@ async fn backpressure_sqlite() {
 async fn backpressure_postgres() {
     backpressure(crate::common::Engine::Postgres).await;
 }
+
+both_engines!(a_failed_call_leaves_no_writes, async |s: &Server| {
+    s.install_test_plugin("hostile").await;
+    let t = s.tenant("atomic").await;
+    let other = s.tenant("other").await;
+    s.enable(&t, "hostile").await;
+    s.enable(&other, "hello").await;
+
+    let (status, body) = s
+        .post(
+            "/t/atomic/p/hostile/write-then-panic",
+            Some(&t.api_key),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_GATEWAY, "plugin_trapped"),
+        "{body}"
+    );
+    let (status, body) = s.get("/t/atomic/p/hostile/marker", Some(&t.api_key)).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the trapped call's write was rolled back: {body}"
+    );
+
+    // A call that holds its write transaction open is ended by a limit —
+    // on SQLite the write-hold cap, on PostgreSQL its timeout — and rolled
+    // back, while another tenant's writes go on.
+    let stall = {
+        let (client, url, key) = (
+            s.client.clone(),
+            format!("{}/t/atomic/p/hostile/write-then-stall", s.base),
+            t.api_key.clone(),
+        );
+        tokio::spawn(async move {
+            let resp = client
+                .post(url)
+                .bearer_auth(key)
+                .json(&json!({}))
+                .send()
+                .await
+                .expect("send");
+            (
+                resp.status(),
+                resp.json::<serde_json::Value>().await.unwrap_or_default(),
+            )
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let (status, body) = s
+        .post(
+            "/t/other/p/hello/counter/increment",
+            Some(&other.api_key),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "another tenant writes while the stall runs: {body}"
+    );
+    let (status, body) = stall.await.expect("stall");
+    let expected = if s.app.db.engine() == weft::db::Engine::Sqlite {
+        "plugin_write_hold_exceeded"
+    } else {
+        "plugin_timeout"
+    };
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::GATEWAY_TIMEOUT, expected),
+        "{body}"
+    );
+    let (status, _) = s.get("/t/atomic/p/hostile/marker", Some(&t.api_key)).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the stalled call's write was rolled back"
+    );
+});

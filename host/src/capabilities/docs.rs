@@ -1,7 +1,7 @@
 //! `weft:platform/docs`.
 
 use super::bindings::weft::platform::docs::{self, Document, Op, Page, QuerySpec as Query};
-use super::{Capabilities, guest_error};
+use super::{Capabilities, guest_error, in_tx};
 use crate::storage::{self, FilterOp};
 
 fn document(d: storage::Document) -> Document {
@@ -22,10 +22,15 @@ impl docs::Host for Capabilities {
         body: String,
         if_version: Option<u64>,
     ) -> Result<Document, storage::Error> {
-        self.storage
-            .docs_put(self.owner(), &collection, &id, &body, if_version)
-            .await
-            .map(document)
+        in_tx!(self, write, |s, tx, o| s.docs_put(
+            tx,
+            o,
+            &collection,
+            &id,
+            &body,
+            if_version
+        ))
+        .map(document)
     }
 
     async fn get(
@@ -33,17 +38,16 @@ impl docs::Host for Capabilities {
         collection: String,
         id: String,
     ) -> Result<Option<Document>, storage::Error> {
-        Ok(self
-            .storage
-            .docs_get(self.owner(), &collection, &id)
-            .await?
-            .map(document))
+        Ok(in_tx!(self, read, |s, tx, o| s.docs_get(tx, o, &collection, &id))?.map(document))
     }
 
     async fn delete(&mut self, collection: String, id: String) -> Result<bool, storage::Error> {
-        self.storage
-            .docs_delete(self.owner(), &collection, &id)
-            .await
+        in_tx!(self, write, |s, tx, o| s.docs_delete(
+            tx,
+            o,
+            &collection,
+            &id
+        ))
     }
 
     async fn query(&mut self, collection: String, q: Query) -> Result<Page, storage::Error> {
@@ -71,10 +75,12 @@ impl docs::Host for Capabilities {
             limit: q.limit,
             cursor: q.cursor,
         };
-        let page = self
-            .storage
-            .docs_query(self.owner(), &collection, &query)
-            .await?;
+        let page = in_tx!(self, read, |s, tx, o| s.docs_query(
+            tx,
+            o,
+            &collection,
+            &query
+        ))?;
         Ok(Page {
             documents: page.documents.into_iter().map(document).collect(),
             next_cursor: page.next_cursor,

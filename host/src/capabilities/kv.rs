@@ -1,20 +1,20 @@
 //! `weft:platform/kv`.
 
 use super::bindings::weft::platform::kv::{self, Entry, EntryPage};
-use super::{Capabilities, guest_error};
+use super::{Capabilities, guest_error, in_tx};
 use crate::storage;
 
 impl kv::Host for Capabilities {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, storage::Error> {
-        self.storage.kv_get(self.owner(), &key).await
+        in_tx!(self, read, |s, tx, o| s.kv_get(tx, o, &key))
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), storage::Error> {
-        self.storage.kv_set(self.owner(), &key, &value).await
+        in_tx!(self, write, |s, tx, o| s.kv_set(tx, o, &key, &value))
     }
 
     async fn delete(&mut self, key: String) -> Result<bool, storage::Error> {
-        self.storage.kv_delete(self.owner(), &key).await
+        in_tx!(self, write, |s, tx, o| s.kv_delete(tx, o, &key))
     }
 
     async fn list_prefix(
@@ -23,10 +23,13 @@ impl kv::Host for Capabilities {
         cursor: Option<String>,
         limit: u32,
     ) -> Result<EntryPage, storage::Error> {
-        let page = self
-            .storage
-            .kv_list_prefix(self.owner(), &prefix, cursor.as_deref(), limit)
-            .await?;
+        let page = in_tx!(self, read, |s, tx, o| s.kv_list_prefix(
+            tx,
+            o,
+            &prefix,
+            cursor.as_deref(),
+            limit
+        ))?;
         Ok(EntryPage {
             entries: page
                 .entries
@@ -41,7 +44,7 @@ impl kv::Host for Capabilities {
     }
 
     async fn increment(&mut self, key: String, delta: i64) -> Result<i64, storage::Error> {
-        self.storage.kv_increment(self.owner(), &key, delta).await
+        in_tx!(self, write, |s, tx, o| s.kv_increment(tx, o, &key, delta))
     }
 
     async fn compare_and_swap(
@@ -50,9 +53,13 @@ impl kv::Host for Capabilities {
         expected: Option<Vec<u8>>,
         new: Vec<u8>,
     ) -> Result<bool, storage::Error> {
-        self.storage
-            .kv_compare_and_swap(self.owner(), &key, expected.as_deref(), &new)
-            .await
+        in_tx!(self, write, |s, tx, o| s.kv_compare_and_swap(
+            tx,
+            o,
+            &key,
+            expected.as_deref(),
+            &new
+        ))
     }
 
     fn convert_error(&mut self, err: storage::Error) -> wasmtime::Result<kv::Error> {

@@ -23,6 +23,7 @@ pub struct StoreData {
     table: ResourceTable,
     limiter: MemoryLimiter,
     timed_out: bool,
+    write_hold_exceeded: bool,
 }
 
 impl WasiView for StoreData {
@@ -62,6 +63,8 @@ pub enum CallError {
     Trapped,
     /// The response body is larger than allowed.
     ResponseTooLarge { limit_bytes: u64 },
+    /// On SQLite: the call kept the database's single write lock too long.
+    WriteHoldExceeded { limit_ms: u64 },
     /// The host failed (logged with the request id).
     Internal,
 }
@@ -77,6 +80,7 @@ impl CallError {
             CallError::StackOverflow => "plugin_stack_overflow",
             CallError::Trapped => "plugin_trapped",
             CallError::ResponseTooLarge { .. } => "plugin_response_too_large",
+            CallError::WriteHoldExceeded { .. } => "plugin_write_hold_exceeded",
             CallError::Internal => "internal_error",
         }
     }
@@ -85,7 +89,7 @@ impl CallError {
     pub fn status(&self) -> u16 {
         match self {
             CallError::Overloaded => 503,
-            CallError::Timeout { .. } => 504,
+            CallError::Timeout { .. } | CallError::WriteHoldExceeded { .. } => 504,
             CallError::Internal => 500,
             _ => 502,
         }
@@ -112,6 +116,9 @@ impl CallError {
             CallError::ResponseTooLarge { limit_bytes } => {
                 format!("the plugin's response exceeds {limit_bytes} bytes")
             }
+            CallError::WriteHoldExceeded { limit_ms } => format!(
+                "the plugin kept the database write lock over {limit_ms} ms; do its writes at the end of the call"
+            ),
             CallError::Internal => "internal error".into(),
         }
     }
@@ -254,6 +261,7 @@ impl Runtime {
                 refused: false,
             },
             timed_out: false,
+            write_hold_exceeded: false,
         };
         let mut store = Store::new(&self.engine, data);
         store.limiter(|d| &mut d.limiter);
@@ -262,10 +270,21 @@ impl Runtime {
             .fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))
             .ok()?;
         let deadline = Instant::now() + Duration::from_millis(limits.timeout_ms);
+        // SQLite has one write lock for the whole database: a call that
+        // holds it (after its first write) must finish soon, or every
+        // tenant's writes wait behind it.
+        let write_hold = (self.db.engine() == crate::db::Engine::Sqlite)
+            .then(|| Duration::from_millis(self.config.max_write_hold_ms));
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |mut ctx| {
             if Instant::now() >= deadline {
                 ctx.data_mut().timed_out = true;
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            if let (Some(cap), Some(since)) = (write_hold, ctx.data().caps.write_held_since())
+                && since.elapsed() >= cap
+            {
+                ctx.data_mut().write_hold_exceeded = true;
                 return Ok(UpdateDeadline::Interrupt);
             }
             // Hand the thread back to the scheduler every tick, so a busy
@@ -314,8 +333,7 @@ impl Runtime {
         }
         .await;
         stats.fuel = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
-        let data = store.data();
-        stats.peak_memory = data.limiter.peak as u64;
+        stats.peak_memory = store.data().limiter.peak as u64;
         let result = match result {
             Ok(response) if response.body.len() as u64 > limits.max_response_bytes => {
                 Err(CallError::ResponseTooLarge {
@@ -323,7 +341,26 @@ impl Runtime {
                 })
             }
             Ok(response) => Ok(response),
-            Err(err) => Err(classify(&err, data, &limits, plugin)),
+            Err(err) => Err(classify(
+                &err,
+                store.data(),
+                &limits,
+                plugin,
+                self.config.max_write_hold_ms,
+            )),
+        };
+        // The call's writes stand only if it produced a response; dropping
+        // the unit of work rolls it back.
+        let unit_of_work = store.data_mut().caps.take_unit_of_work();
+        let result = match (result, unit_of_work) {
+            (Ok(response), Some(tx)) => match tx.commit().await {
+                Ok(()) => Ok(response),
+                Err(err) => {
+                    tracing::error!(error = %err, "committing a plugin call's writes failed");
+                    Err(CallError::Internal)
+                }
+            },
+            (result, _) => result,
         };
         (result, stats)
     }
@@ -357,10 +394,15 @@ fn classify(
     data: &StoreData,
     limits: &super::EffectiveLimits,
     plugin: &LoadedPlugin,
+    write_hold_ms: u64,
 ) -> CallError {
     let error = if data.timed_out {
         CallError::Timeout {
             limit_ms: limits.timeout_ms,
+        }
+    } else if data.write_hold_exceeded {
+        CallError::WriteHoldExceeded {
+            limit_ms: write_hold_ms,
         }
     } else if data.limiter.refused {
         CallError::MemoryLimitExceeded {

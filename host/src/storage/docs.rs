@@ -232,6 +232,7 @@ impl Storage {
     /// stored version equals it (0: only if absent).
     pub async fn docs_put(
         &self,
+        tx: &mut crate::db::Tx,
         owner: Owner<'_>,
         collection: &str,
         id: &str,
@@ -249,13 +250,12 @@ impl Storage {
             return Err(Error::InvalidJson("a document is a JSON object".into()));
         }
         let body = value.to_string();
-        let mut tx = self.begin_write(owner).await?;
         let existing = sqlx::query("SELECT version, size, created_at FROM documents WHERE tenant_id = $1 AND plugin = $2 AND collection = $3 AND id = $4")
             .bind(owner.tenant.as_str())
             .bind(owner.plugin)
             .bind(collection)
             .bind(id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await?;
         let (old_version, old_size, created_at) = match &existing {
             Some(row) => (
@@ -274,8 +274,8 @@ impl Storage {
         }
         let size = len_i64(collection.len() + id.len() + body.len());
         match old_size {
-            Some(old) => self.charge(&mut tx, owner.tenant, 0, size - old).await?,
-            None => self.charge(&mut tx, owner.tenant, 1, size).await?,
+            Some(old) => self.charge(tx, owner.tenant, 0, size - old).await?,
+            None => self.charge(tx, owner.tenant, 1, size).await?,
         }
         let now = now_ms();
         let cast = if self.db.engine() == Engine::Postgres {
@@ -298,9 +298,8 @@ impl Storage {
         .bind(old_version + 1)
         .bind(created_at)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-        tx.commit().await?;
         Ok(Document {
             id: id.to_owned(),
             body,
@@ -313,13 +312,13 @@ impl Storage {
     /// Document `id` of `collection`.
     pub async fn docs_get(
         &self,
+        tx: &mut crate::db::Tx,
         owner: Owner<'_>,
         collection: &str,
         id: &str,
     ) -> Result<Option<Document>> {
         check_collection(collection)?;
         check_id(id)?;
-        let mut tx = self.begin_read(owner).await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {} FROM documents WHERE tenant_id = $1 AND plugin = $2 AND collection = $3 AND id = $4",
             self.body_select()
@@ -328,17 +327,21 @@ impl Storage {
         .bind(owner.plugin)
         .bind(collection)
         .bind(id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?;
-        tx.commit().await?;
         row.as_ref().map(document_from_row).transpose()
     }
 
     /// Removes document `id`; true if it existed.
-    pub async fn docs_delete(&self, owner: Owner<'_>, collection: &str, id: &str) -> Result<bool> {
+    pub async fn docs_delete(
+        &self,
+        tx: &mut crate::db::Tx,
+        owner: Owner<'_>,
+        collection: &str,
+        id: &str,
+    ) -> Result<bool> {
         check_collection(collection)?;
         check_id(id)?;
-        let mut tx = self.begin_write(owner).await?;
         let size = sqlx::query_scalar::<_, i64>(
             "DELETE FROM documents WHERE tenant_id = $1 AND plugin = $2 AND collection = $3 AND id = $4 RETURNING size",
         )
@@ -346,19 +349,19 @@ impl Storage {
         .bind(owner.plugin)
         .bind(collection)
         .bind(id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?;
         let Some(size) = size else {
             return Ok(false);
         };
-        self.charge(&mut tx, owner.tenant, -1, -size).await?;
-        tx.commit().await?;
+        self.charge(tx, owner.tenant, -1, -size).await?;
         Ok(true)
     }
 
     /// Documents of `collection` matching `query`.
     pub async fn docs_query(
         &self,
+        tx: &mut crate::db::Tx,
         owner: Owner<'_>,
         collection: &str,
         query: &Query,
@@ -486,9 +489,7 @@ impl Storage {
                 Arg::Bool(b) => q.bind(b),
             };
         }
-        let mut tx = self.begin_read(owner).await?;
-        let rows = q.fetch_all(&mut *tx).await?;
-        tx.commit().await?;
+        let rows = q.fetch_all(&mut **tx).await?;
         let mut documents = rows
             .iter()
             .map(document_from_row)

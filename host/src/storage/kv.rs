@@ -67,23 +67,30 @@ async fn current_value(
 
 impl Storage {
     /// The value under `key`.
-    pub async fn kv_get(&self, owner: Owner<'_>, key: &str) -> Result<Option<Vec<u8>>> {
+    pub async fn kv_get(
+        &self,
+        tx: &mut crate::db::Tx,
+        owner: Owner<'_>,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>> {
         check_key(key)?;
-        let mut tx = self.begin_read(owner).await?;
-        let value = current_value(&mut tx, owner, key).await?;
-        tx.commit().await?;
+        let value = current_value(tx, owner, key).await?;
         Ok(value)
     }
 
     /// Stores `value` under `key`.
-    pub async fn kv_set(&self, owner: Owner<'_>, key: &str, value: &[u8]) -> Result<()> {
+    pub async fn kv_set(
+        &self,
+        tx: &mut crate::db::Tx,
+        owner: Owner<'_>,
+        key: &str,
+        value: &[u8],
+    ) -> Result<()> {
         check_key(key)?;
         if value.len() as u64 > self.quotas.max_value_bytes {
             return Err(Error::ValueTooLarge(self.quotas.max_value_bytes));
         }
-        let mut tx = self.begin_write(owner).await?;
-        self.kv_write(&mut tx, owner, key, value).await?;
-        tx.commit().await?;
+        self.kv_write(tx, owner, key, value).await?;
         Ok(())
     }
 
@@ -135,26 +142,30 @@ impl Storage {
     }
 
     /// Removes `key`; true if it existed.
-    pub async fn kv_delete(&self, owner: Owner<'_>, key: &str) -> Result<bool> {
+    pub async fn kv_delete(
+        &self,
+        tx: &mut crate::db::Tx,
+        owner: Owner<'_>,
+        key: &str,
+    ) -> Result<bool> {
         check_key(key)?;
-        let mut tx = self.begin_write(owner).await?;
-        let Some(old_len) = self.kv_old_len(&mut tx, owner, key).await? else {
+        let Some(old_len) = self.kv_old_len(tx, owner, key).await? else {
             return Ok(false);
         };
         sqlx::query("DELETE FROM kv_entries WHERE tenant_id = $1 AND plugin = $2 AND key = $3")
             .bind(owner.tenant.as_str())
             .bind(owner.plugin)
             .bind(key.as_bytes())
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
-        self.charge(&mut tx, owner.tenant, -1, -old_len).await?;
-        tx.commit().await?;
+        self.charge(tx, owner.tenant, -1, -old_len).await?;
         Ok(true)
     }
 
     /// Entries whose key starts with `prefix`, after `cursor`, at most `limit`.
     pub async fn kv_list_prefix(
         &self,
+        tx: &mut crate::db::Tx,
         owner: Owner<'_>,
         prefix: &str,
         cursor: Option<&str>,
@@ -201,9 +212,10 @@ impl Storage {
         if let Some(after) = after {
             query = query.bind(after);
         }
-        let mut tx = self.begin_read(owner).await?;
-        let rows = query.bind(i64::from(limit) + 1).fetch_all(&mut *tx).await?;
-        tx.commit().await?;
+        let rows = query
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&mut **tx)
+            .await?;
         let mut entries = Vec::with_capacity(rows.len());
         for row in &rows {
             let key: Vec<u8> = row.try_get("key")?;
@@ -226,10 +238,15 @@ impl Storage {
     }
 
     /// Adds `delta` to the decimal integer under `key` (absent: 0).
-    pub async fn kv_increment(&self, owner: Owner<'_>, key: &str, delta: i64) -> Result<i64> {
+    pub async fn kv_increment(
+        &self,
+        tx: &mut crate::db::Tx,
+        owner: Owner<'_>,
+        key: &str,
+        delta: i64,
+    ) -> Result<i64> {
         check_key(key)?;
-        let mut tx = self.begin_write(owner).await?;
-        let current = current_value(&mut tx, owner, key).await?;
+        let current = current_value(tx, owner, key).await?;
         let current = match current {
             None => 0,
             Some(bytes) => std::str::from_utf8(&bytes)
@@ -238,9 +255,8 @@ impl Storage {
                 .ok_or(Error::NotAnInteger)?,
         };
         let value = current.checked_add(delta).ok_or(Error::Overflow)?;
-        self.kv_write(&mut tx, owner, key, value.to_string().as_bytes())
+        self.kv_write(tx, owner, key, value.to_string().as_bytes())
             .await?;
-        tx.commit().await?;
         Ok(value)
     }
 
@@ -248,6 +264,7 @@ impl Storage {
     /// (`None`: absent). True if swapped.
     pub async fn kv_compare_and_swap(
         &self,
+        tx: &mut crate::db::Tx,
         owner: Owner<'_>,
         key: &str,
         expected: Option<&[u8]>,
@@ -257,13 +274,11 @@ impl Storage {
         if new.len() as u64 > self.quotas.max_value_bytes {
             return Err(Error::ValueTooLarge(self.quotas.max_value_bytes));
         }
-        let mut tx = self.begin_write(owner).await?;
-        let current = current_value(&mut tx, owner, key).await?;
+        let current = current_value(tx, owner, key).await?;
         if current.as_deref() != expected {
             return Ok(false);
         }
-        self.kv_write(&mut tx, owner, key, new).await?;
-        tx.commit().await?;
+        self.kv_write(tx, owner, key, new).await?;
         Ok(true)
     }
 }

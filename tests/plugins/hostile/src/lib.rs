@@ -26,6 +26,9 @@ fn router() -> Router {
         .get("/ok", |_| Response::text(200, "ok"))
         .get("/loop", |_| spin())
         .get("/slow", |_| slow())
+        .get("/marker", |_| marker())
+        .post("/write-then-panic", |_| write_then_panic())
+        .post("/write-then-stall", |_| write_then_stall())
         .get("/hog", |_| hog())
         .get("/panic", |_| -> Response { panic!("boom") })
         .get("/unreachable", |_| trap())
@@ -48,6 +51,35 @@ fn spin() -> Response {
 fn slow() -> Response {
     loop {
         let _ = black_box(kv::get("slow"));
+    }
+}
+
+/// The value of kv `marker`, or 404: shows whether a failed call's write
+/// survived.
+fn marker() -> Response {
+    match kv::get("marker") {
+        Ok(Some(value)) => Response::new(200, value),
+        Ok(None) => Response::error(404, "not_found", "no marker"),
+        Err(err) => err.into(),
+    }
+}
+
+/// Writes, then panics: the write must be rolled back.
+fn write_then_panic() -> Response {
+    if let Err(err) = kv::set("marker", b"written") {
+        return err.into();
+    }
+    panic!("after a write")
+}
+
+/// Writes, then keeps the call (and its open write transaction) busy in
+/// host calls: a limit must end it and roll the write back.
+fn write_then_stall() -> Response {
+    if let Err(err) = kv::set("marker", b"written") {
+        return err.into();
+    }
+    loop {
+        let _ = black_box(kv::get("marker"));
     }
 }
 
