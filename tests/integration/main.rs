@@ -4,6 +4,7 @@
 mod common;
 
 mod auth;
+mod cli;
 mod crash;
 mod errors;
 mod hostile;
