@@ -22,7 +22,6 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 pub use error::{ApiError, ApiResult};
-pub use openapi::document as openapi_document;
 
 use crate::app::App;
 

@@ -136,11 +136,6 @@ impl Capabilities {
         self.unit_of_work.take()
     }
 
-    /// The binding of this call.
-    pub fn binding(&self) -> &Binding {
-        &self.binding
-    }
-
     /// Adds every platform interface to `linker`; `get` projects the
     /// Store's data to its [`Capabilities`].
     pub fn add_to_linker<T: Send + 'static>(

@@ -235,7 +235,7 @@ impl Runtime {
                 continue;
             }
             let stored = self.catalog.load_version(&name, &version, false).await?;
-            let compiled = match self.cached(&stored.component_hash)? {
+            let compiled = match self.load_precompiled(&stored.component_hash) {
                 Some(c) => c,
                 None => {
                     let full = self.catalog.load_version(&name, &version, true).await?;
@@ -280,7 +280,7 @@ impl Runtime {
 
     /// Compiles `bytes` (hash `hash`), or loads the precompiled artifact.
     async fn compile(&self, bytes: &[u8], hash: &str) -> Result<Component> {
-        if let Some(component) = self.cached(hash)? {
+        if let Some(component) = self.load_precompiled(hash) {
             return Ok(component);
         }
         let engine = self.engine.clone();
@@ -293,11 +293,7 @@ impl Runtime {
         Ok(component)
     }
 
-    fn cached(&self, hash: &str) -> Result<Option<Component>> {
-        Ok(artifacts::load(&self.engine, &self.cache_dir, hash))
-    }
-
-    /// Time to load a precompiled artifact of `hash` (for `weft bench`).
+    /// The precompiled artifact of component `hash`, if cached.
     pub fn load_precompiled(&self, hash: &str) -> Option<Component> {
         artifacts::load(&self.engine, &self.cache_dir, hash)
     }

@@ -85,31 +85,7 @@ async fn operator_commands_set_up_a_tenant_end_to_end() {
     assert!(!ok && err.contains("slug"), "{err}");
 
     // The server sees all of it.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
-        .arg("serve")
-        .env("WEFT_DATA_DIR", data)
-        .env("WEFT_CONFIG", data.join("none.toml"))
-        .env("WEFT_LOG", "warn")
-        .env("WEFT_SEED_DEMO", "false")
-        .env("WEFT_BIND", "127.0.0.1:0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let base = tokio::task::spawn_blocking(move || {
-        use std::io::BufRead;
-        std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find_map(|l| {
-                l.strip_prefix("weft listening on ")
-                    .map(|a| a.trim().to_owned())
-            })
-    })
-    .await
-    .expect("join")
-    .expect("listening line");
+    let (mut child, base, _) = crate::common::spawn_serve(data, &[]).await;
     let client = reqwest::Client::new();
     let resp = client
         .get(format!("{base}/t/acme/p/hostile/ok"))

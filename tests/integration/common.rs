@@ -354,3 +354,45 @@ macro_rules! both_engines {
 pub fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<no error code>")
 }
+
+/// The real `weft serve` on `127.0.0.1:0` over `data` (plus `env`), run
+/// until it prints its address: the child, its base URL and the lines it
+/// printed before (the demo banner, when it seeds one).
+pub async fn spawn_serve(
+    data: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (std::process::Child, String, Vec<String>) {
+    use std::io::BufRead;
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_weft"));
+    command
+        .arg("serve")
+        .env("WEFT_DATA_DIR", data)
+        .env("WEFT_CONFIG", data.join("none.toml"))
+        .env("WEFT_BIND", "127.0.0.1:0")
+        .env("WEFT_LOG", "warn")
+        .env("WEFT_SEED_DEMO", "false")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("spawn weft serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let (base, printed) = tokio::task::spawn_blocking(move || {
+        let mut printed = Vec::new();
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(addr) = line.strip_prefix("weft listening on ") {
+                return (addr.trim().to_owned(), printed);
+            }
+            printed.push(line);
+        }
+        (String::new(), printed)
+    })
+    .await
+    .expect("read stdout");
+    assert!(!base.is_empty(), "weft serve did not start: {printed:?}");
+    (child, base, printed)
+}

@@ -3,50 +3,12 @@
 //! call is counted twice.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::AssertSqlSafe;
 
 use crate::common::{self, Engine};
-
-/// Starts `weft serve` seeded with the demo tenant; returns the child, its
-/// base URL and the demo API key read from its first-run banner.
-fn spawn_weft(data_dir: &std::path::Path, database_url: &str) -> (Child, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
-        .arg("serve")
-        .env("WEFT_DATA_DIR", data_dir)
-        .env("WEFT_BIND", "127.0.0.1:0")
-        .env("WEFT_DATABASE_URL", database_url)
-        .env("WEFT_SEED_DEMO", "true")
-        .env("WEFT_METERING_DURABLE_ACK", "true")
-        .env("WEFT_LOG", "warn")
-        .env("WEFT_CONFIG", data_dir.join("none.toml"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn weft");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut key = String::new();
-    let mut base = String::new();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("line");
-        if let Some(k) = line.trim().strip_prefix("API key") {
-            key = k.trim().to_owned();
-        }
-        if let Some(addr) = line.strip_prefix("weft listening on ") {
-            base = addr.trim().to_owned();
-            break;
-        }
-    }
-    assert!(
-        !base.is_empty() && key.starts_with("wft_"),
-        "weft did not start (base {base:?}, key {key:?})"
-    );
-    (child, base, key)
-}
 
 async fn kill_mid_stream(engine: Engine) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -61,12 +23,23 @@ async fn kill_mid_stream(engine: Engine) {
         .as_ref()
         .map(common::PgDb::url)
         .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", dir.path().join("weft.db").display()));
-    let (mut child, base, key) = tokio::task::spawn_blocking({
-        let (d, u) = (dir.path().to_path_buf(), url.clone());
-        move || spawn_weft(&d, &u)
-    })
-    .await
-    .expect("spawn");
+    let (mut child, base, printed) = common::spawn_serve(
+        dir.path(),
+        &[
+            ("WEFT_DATABASE_URL", &url),
+            ("WEFT_SEED_DEMO", "true"),
+            ("WEFT_METERING_DURABLE_ACK", "true"),
+        ],
+    )
+    .await;
+    let key = printed
+        .iter()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("API key")
+                .map(|k| k.trim().to_owned())
+        })
+        .expect("the first start prints the demo API key");
 
     let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
     let client = reqwest::Client::new();
@@ -112,35 +85,9 @@ async fn kill_mid_stream(engine: Engine) {
     );
 
     // Restart on the same data: the server comes up and serves again.
-    let (mut child, base, _) = tokio::task::spawn_blocking({
-        let (d, u) = (dir.path().to_path_buf(), url.clone());
-        move || {
-            // The demo is seeded once: the second start prints no key.
-            let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
-                .arg("serve")
-                .env("WEFT_DATA_DIR", &d)
-                .env("WEFT_BIND", "127.0.0.1:0")
-                .env("WEFT_DATABASE_URL", &u)
-                .env("WEFT_LOG", "warn")
-                .env("WEFT_CONFIG", d.join("none.toml"))
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("respawn");
-            let stdout = child.stdout.take().expect("stdout");
-            let base = BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .find_map(|l| {
-                    l.strip_prefix("weft listening on ")
-                        .map(|a| a.trim().to_owned())
-                })
-                .expect("restarted");
-            (child, base, ())
-        }
-    })
-    .await
-    .expect("respawn");
+    // The demo is seeded once: the second start prints no key.
+    let (mut child, base, _) =
+        common::spawn_serve(dir.path(), &[("WEFT_DATABASE_URL", &url)]).await;
     let health = reqwest::get(format!("{base}/readyz"))
         .await
         .expect("readyz");

@@ -87,10 +87,15 @@ impl Storage {
         value: &[u8],
     ) -> Result<()> {
         check_key(key)?;
+        self.check_value(value)?;
+        self.kv_write(tx, owner, key, value).await?;
+        Ok(())
+    }
+
+    fn check_value(&self, value: &[u8]) -> Result<()> {
         if value.len() as u64 > self.quotas.max_value_bytes {
             return Err(Error::ValueTooLarge(self.quotas.max_value_bytes));
         }
-        self.kv_write(tx, owner, key, value).await?;
         Ok(())
     }
 
@@ -271,9 +276,7 @@ impl Storage {
         new: &[u8],
     ) -> Result<bool> {
         check_key(key)?;
-        if new.len() as u64 > self.quotas.max_value_bytes {
-            return Err(Error::ValueTooLarge(self.quotas.max_value_bytes));
-        }
+        self.check_value(new)?;
         let current = current_value(tx, owner, key).await?;
         if current.as_deref() != expected {
             return Ok(false);
