@@ -4,6 +4,7 @@
 
 mod admin;
 mod error;
+mod events;
 mod extract;
 mod gateway;
 mod openapi;
@@ -35,6 +36,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .merge(admin::router().layer(DefaultBodyLimit::max(body_limit)))
         .merge(usage::router())
+        .merge(events::router())
         .merge(uploads)
         .merge(gateway::router())
         .merge(ops::router())

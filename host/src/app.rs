@@ -7,12 +7,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
+use crate::capabilities::Services;
 use crate::catalog::{self, Catalog, TenantPlugin};
 use crate::config::Config;
 use crate::db::Db;
+use crate::events::Events;
 use crate::ids::TenantId;
 use crate::metering::Meter;
 use crate::runtime::Runtime;
+use crate::schedules::Scheduler;
+use crate::search::Search;
 use crate::storage::Storage;
 use crate::tenancy::{self, ApiKeys, Tenant, Tenants, TokenSigner, Users};
 
@@ -26,6 +30,9 @@ pub struct App {
     pub api_keys: ApiKeys,
     pub catalog: Arc<Catalog>,
     pub storage: Arc<Storage>,
+    pub events: Arc<Events>,
+    pub search: Arc<Search>,
+    pub scheduler: Scheduler,
     pub runtime: Runtime,
     pub meter: Meter,
     tenant_cache: RwLock<HashMap<String, (Tenant, Instant)>>,
@@ -35,7 +42,9 @@ pub struct App {
 const TENANT_CACHE_TTL: Duration = Duration::from_secs(10);
 
 impl App {
-    /// Connects, migrates, starts the metering writer and loads plugins.
+    /// Connects, migrates, starts the metering writer, loads plugins and
+    /// replays the search journal. Background work starts with
+    /// [`App::spawn_background`].
     pub async fn start(config: Config) -> anyhow::Result<Arc<Self>> {
         let db = Db::connect(&config.database_url()).await?;
         db.migrate().await?;
@@ -47,12 +56,19 @@ impl App {
         let secret = jwt_secret(&config)?;
         let catalog = Arc::new(Catalog::new(db.clone()));
         let storage = Arc::new(Storage::new(db.clone(), config.quotas.clone()));
+        let events = Arc::new(Events::new(config.events.clone()));
+        let search = Arc::new(Search::new(config.data_dir.join("search")).with_journal(db.clone()));
+        let services = Arc::new(Services {
+            storage: storage.clone(),
+            events: events.clone(),
+            search: search.clone(),
+        });
         let runtime = Runtime::new(
             config.runtime.clone(),
             config.cache_dir(),
             db.clone(),
             catalog.clone(),
-            storage.clone(),
+            services,
         )?;
         let (meter, _writer) = Meter::start(db.clone(), &config.metering);
         let app = Arc::new(Self {
@@ -61,6 +77,9 @@ impl App {
             api_keys: ApiKeys::new(db.clone()),
             catalog,
             storage,
+            events,
+            search,
+            scheduler: Scheduler::default(),
             runtime,
             meter,
             db,
@@ -68,7 +87,23 @@ impl App {
             tenant_cache: RwLock::new(HashMap::new()),
         });
         app.runtime.sync().await?;
+        let replayed = app.search.recover().await?;
+        if replayed > 0 {
+            tracing::info!(writes = replayed, "search journal replayed");
+        }
         Ok(app)
+    }
+
+    /// Starts the background work of a serving process: plugin sync, the
+    /// search committer, and (unless `events.workers` is off) event
+    /// delivery and the scheduler.
+    pub fn spawn_background(self: &Arc<Self>) {
+        self.spawn_sync();
+        self.search.spawn_committer();
+        if self.config.events.workers {
+            crate::events::dispatch::spawn(self);
+            Scheduler::spawn(self);
+        }
     }
 
     /// The tenant with `slug` (cached: this is on every plugin call).
@@ -130,7 +165,7 @@ impl App {
     }
 
     /// Periodically picks up plugin versions installed by other replicas.
-    pub fn spawn_sync(self: &Arc<Self>) {
+    fn spawn_sync(self: &Arc<Self>) {
         let app = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));

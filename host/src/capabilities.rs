@@ -8,9 +8,11 @@
 
 mod config;
 mod docs;
+mod events;
 mod kv;
 mod log;
 mod logbuf;
+mod search;
 
 use std::sync::Arc;
 
@@ -19,24 +21,60 @@ use serde_json::{Map, Value};
 pub use logbuf::{CapturedOutput, LogBuffer, LogLine};
 
 use crate::db::Tx;
+use crate::events::Events;
 use crate::ids::TenantId;
+use crate::search::Search;
 use crate::storage::{self, Storage};
 
-/// Host bindings generated from `wit/platform@0.1.0`: the only `bindgen!`.
-pub mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit/platform@0.1.0",
-        world: "plugin",
-        imports: { default: async | trappable },
-        exports: { default: async },
-        trappable_error_type: {
-            "weft:platform/kv.error" => crate::storage::Error,
-            "weft:platform/docs.error" => crate::storage::Error,
-        },
-    });
+/// The services behind the imports, shared by every call.
+#[derive(Debug)]
+pub struct Services {
+    pub storage: Arc<Storage>,
+    pub events: Arc<Events>,
+    pub search: Arc<Search>,
 }
 
-pub use bindings::weft::platform::types;
+/// Host bindings generated from each `wit/platform@*` version this host
+/// runs. Each version has its own traits; the implementations of the
+/// interfaces both versions share are written once (see `kv.rs`).
+pub mod bindings {
+    /// `weft:platform@0.2.0`: adds events, search and the event and
+    /// schedule handlers.
+    pub mod v0_2 {
+        wasmtime::component::bindgen!({
+            path: "../wit/platform@0.2.0",
+            world: "plugin",
+            imports: { default: async | trappable },
+            exports: { default: async },
+            trappable_error_type: {
+                "weft:platform/kv.error" => crate::storage::Error,
+                "weft:platform/docs.error" => crate::storage::Error,
+                "weft:platform/events.error" => crate::events::PublishError,
+                "weft:platform/search.error" => crate::search::Error,
+            },
+        });
+    }
+
+    /// `weft:platform@0.1.0`, the first release: `handle` only. Its request
+    /// and response types are the same shape as 0.2.0's and are bound to them.
+    pub mod v0_1 {
+        wasmtime::component::bindgen!({
+            path: "../wit/platform@0.1.0",
+            world: "plugin",
+            imports: { default: async | trappable },
+            exports: { default: async },
+            trappable_error_type: {
+                "weft:platform/kv.error" => crate::storage::Error,
+                "weft:platform/docs.error" => crate::storage::Error,
+            },
+            with: {
+                "weft:platform/types": super::v0_2::weft::platform::types,
+            },
+        });
+    }
+}
+
+pub use bindings::v0_2::weft::platform::types;
 
 /// The one (tenant, plugin) pair a Store is bound to.
 #[derive(Debug, Clone)]
@@ -55,11 +93,33 @@ pub struct Binding {
 #[derive(Debug)]
 pub struct Capabilities {
     binding: Binding,
-    storage: Arc<Storage>,
+    services: Arc<Services>,
     settings: Arc<Map<String, Value>>,
     log: LogBuffer,
     unit_of_work: Option<Tx>,
     write_began: Option<std::time::Instant>,
+    /// The call published events (the delivery workers are woken after commit).
+    published: bool,
+    /// Search writes journaled in the unit of work, applied after it commits.
+    search_writes: Vec<crate::search::Journaled>,
+}
+
+/// What must commit with a call's writes, or the call's writes do not commit.
+#[derive(Debug, Clone)]
+pub enum Completion {
+    /// Marks delivery `id` done: a redelivery then finds it done.
+    Delivery { id: String },
+}
+
+/// Why a call's unit of work did not commit.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// The delivery was completed by another attempt meanwhile (its lease
+    /// ran out): this attempt's writes were rolled back.
+    #[error("the delivery was already completed")]
+    AlreadyCompleted,
+    #[error(transparent)]
+    Storage(#[from] storage::Error),
 }
 
 /// Runs `$body` (a future using `$tx: &mut Tx`, `$owner`, `$storage`) in the
@@ -72,7 +132,7 @@ macro_rules! in_tx {
             tenant: &caps.binding.tenant,
             plugin: &caps.binding.plugin,
         };
-        let $storage = &*caps.storage;
+        let $storage = &*caps.services.storage;
         match caps.unit_of_work.as_mut() {
             Some($tx) => $body.await,
             None => {
@@ -94,7 +154,7 @@ macro_rules! in_tx {
             tenant: &caps.binding.tenant,
             plugin: &caps.binding.plugin,
         };
-        let $storage = &*caps.storage;
+        let $storage = &*caps.services.storage;
         if caps.unit_of_work.is_none() {
             caps.unit_of_work = Some($storage.begin_write($owner).await?);
             caps.write_began = Some(std::time::Instant::now());
@@ -111,17 +171,19 @@ impl Capabilities {
     /// State for one call bound to `binding`.
     pub fn new(
         binding: Binding,
-        storage: Arc<Storage>,
+        services: Arc<Services>,
         settings: Arc<Map<String, Value>>,
         log: LogBuffer,
     ) -> Self {
         Self {
             binding,
-            storage,
+            services,
             settings,
             log,
             unit_of_work: None,
             write_began: None,
+            published: false,
+            search_writes: Vec::new(),
         }
     }
 
@@ -130,10 +192,44 @@ impl Capabilities {
         self.write_began
     }
 
-    /// Takes the call's unit of work to commit it (dropping it rolls back).
-    pub fn take_unit_of_work(&mut self) -> Option<Tx> {
+    /// Commits the call's writes together with `completion`, then applies
+    /// what waits for the commit (search writes, waking event delivery).
+    /// Without writes or a completion there is nothing to commit.
+    pub async fn commit(&mut self, completion: Option<&Completion>) -> Result<(), CommitError> {
         self.write_began = None;
-        self.unit_of_work.take()
+        let owner = storage::Owner {
+            tenant: &self.binding.tenant,
+            plugin: &self.binding.plugin,
+        };
+        let mut tx = match (self.unit_of_work.take(), completion) {
+            (Some(tx), _) => tx,
+            (None, Some(_)) => self.services.storage.begin_write(owner).await?,
+            (None, None) => return Ok(()),
+        };
+        if let Some(Completion::Delivery { id }) = completion
+            && !crate::events::mark_done(&mut tx, id)
+                .await
+                .map_err(storage::Error::from)?
+        {
+            return Err(CommitError::AlreadyCompleted);
+        }
+        tx.commit().await.map_err(storage::Error::from)?;
+        let writes = std::mem::take(&mut self.search_writes);
+        if !writes.is_empty() {
+            self.services.search.apply(owner, writes);
+        }
+        if self.published {
+            self.services.events.wake();
+        }
+        Ok(())
+    }
+
+    /// Drops the call's writes (rolls its unit of work back).
+    pub fn rollback(&mut self) {
+        self.write_began = None;
+        self.unit_of_work = None;
+        self.search_writes.clear();
+        self.published = false;
     }
 
     /// Adds every platform interface to `linker`; `get` projects the
@@ -142,9 +238,9 @@ impl Capabilities {
         linker: &mut wasmtime::component::Linker<T>,
         get: fn(&mut T) -> &mut Capabilities,
     ) -> wasmtime::Result<()> {
-        bindings::Plugin::add_to_linker::<T, wasmtime::component::HasSelf<Capabilities>>(
-            linker, get,
-        )
+        use wasmtime::component::HasSelf;
+        bindings::v0_2::Plugin::add_to_linker::<T, HasSelf<Capabilities>>(linker, get)?;
+        bindings::v0_1::Plugin::add_to_linker::<T, HasSelf<Capabilities>>(linker, get)
     }
 }
 

@@ -250,7 +250,7 @@ async fn serve(app: Arc<App>, seed: bool) -> anyhow::Result<()> {
     if seed && let Some(banner) = crate::seed::seed_demo(&app).await? {
         println!("{banner}");
     }
-    app.spawn_sync();
+    app.spawn_background();
     let listener = tokio::net::TcpListener::bind(app.config.bind)
         .await
         .with_context(|| format!("binding {}", app.config.bind))?;

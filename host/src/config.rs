@@ -50,6 +50,8 @@ pub struct Config {
     pub quotas: QuotaConfig,
     /// Usage metering.
     pub metering: MeteringConfig,
+    /// Event delivery and schedule runs.
+    pub events: EventsConfig,
     /// Seed a demo tenant, user and API key and install the bundled plugins
     /// on first start (`WEFT_SEED_DEMO`).
     pub seed_demo: bool,
@@ -80,6 +82,35 @@ pub struct RuntimeConfig {
     /// On SQLite, how long a call may run after its first write (it holds
     /// the database's only write lock until it returns).
     pub max_write_hold_ms: u64,
+}
+
+/// How events and schedule runs are delivered to plugins.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Attempts before a delivery is dead-lettered.
+    pub max_attempts: u32,
+    /// First retry delay; doubled per attempt up to `max_retry_delay_ms`
+    /// (with ±20 % jitter).
+    pub retry_base_ms: u64,
+    pub max_retry_delay_ms: u64,
+    /// How long a claimed delivery is reserved for its worker: past it, a
+    /// crashed worker's delivery is due again. Longer than any call.
+    pub lease_ms: u64,
+    /// Deliveries claimed per query.
+    pub batch_size: u32,
+    /// Handler calls in flight at once, per process.
+    pub concurrency: u32,
+    /// How often workers look for due deliveries when not woken.
+    pub poll_ms: u64,
+    /// Largest event payload.
+    pub max_payload_bytes: u64,
+    /// How often the scheduler looks for due schedule runs.
+    pub schedule_tick_ms: u64,
+    /// Done deliveries and their events are kept this long.
+    pub retention_hours: u64,
+    /// Run delivery workers and the scheduler in this process.
+    pub workers: bool,
 }
 
 /// Default storage quotas per tenant.
@@ -120,6 +151,7 @@ impl Default for Config {
             runtime: RuntimeConfig::default(),
             quotas: QuotaConfig::default(),
             metering: MeteringConfig::default(),
+            events: EventsConfig::default(),
             seed_demo: true,
         }
     }
@@ -149,6 +181,24 @@ impl Default for QuotaConfig {
             bytes: 1 << 30,
             max_value_bytes: 1 << 20,
             max_document_bytes: 1 << 20,
+        }
+    }
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            retry_base_ms: 1_000,
+            max_retry_delay_ms: 3_600_000,
+            lease_ms: 60_000,
+            batch_size: 64,
+            concurrency: 32,
+            poll_ms: 200,
+            max_payload_bytes: 64 << 10,
+            schedule_tick_ms: 1_000,
+            retention_hours: 72,
+            workers: true,
         }
     }
 }

@@ -1,8 +1,8 @@
 //! Weft: a multi-tenant host whose business features are WebAssembly
 //! component plugins. See `ARCHITECTURE.md` for the map; modules follow it:
 //! entry points (`api`), the plugin `runtime`, the WIT `capabilities`, the
-//! services (`tenancy`, `catalog`, `storage`, `metering`, `plugin_logs`,
-//! `idempotency`) and `db`.
+//! services (`tenancy`, `catalog`, `storage`, `events`, `schedules`,
+//! `search`, `metering`, `plugin_logs`, `idempotency`) and `db`.
 
 pub mod api;
 pub mod app;
@@ -14,12 +14,14 @@ pub mod cli;
 mod cli_scaffold;
 pub mod config;
 pub mod db;
+pub mod events;
 pub mod idempotency;
 pub mod ids;
 pub mod metering;
 pub mod metrics;
 pub mod plugin_logs;
 pub mod runtime;
+pub mod schedules;
 pub mod search;
 pub mod seed;
 pub mod storage;

@@ -20,14 +20,14 @@ use wasmtime::{
     Config as EngineConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
 };
 
-pub use call::{CallError, CallOutcome, CallRequest, CallStats};
+pub use call::{CallError, CallOutcome, CallRequest, CallStats, Invocation, Reply};
 pub use limits::EffectiveLimits;
 
-use crate::capabilities::{Capabilities, bindings::PluginPre};
+use crate::capabilities::bindings::{v0_1, v0_2};
+use crate::capabilities::{Capabilities, Services};
 use crate::catalog::{self, Catalog, Manifest};
 use crate::config::RuntimeConfig;
 use crate::db::Db;
-use crate::storage::Storage;
 
 /// How often the epoch advances: the granularity of wall-time limits and
 /// of cooperative yielding by long-running guests.
@@ -62,7 +62,7 @@ pub struct LoadedPlugin {
     pub manifest: Manifest,
     pub component_hash: String,
     pub limits: EffectiveLimits,
-    pre: PluginPre<call::StoreData>,
+    pre: call::Pre,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -93,7 +93,7 @@ pub struct Runtime {
     config: RuntimeConfig,
     cache_dir: PathBuf,
     catalog: Arc<Catalog>,
-    storage: Arc<Storage>,
+    services: Arc<Services>,
     db: Db,
     stop_ticker: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -120,7 +120,7 @@ impl Runtime {
         cache_dir: PathBuf,
         db: Db,
         catalog: Arc<Catalog>,
-        storage: Arc<Storage>,
+        services: Arc<Services>,
     ) -> Result<Self> {
         let mut engine_config = EngineConfig::new();
         engine_config
@@ -177,7 +177,7 @@ impl Runtime {
             config,
             cache_dir,
             catalog,
-            storage,
+            services,
             db,
             stop_ticker,
         })
@@ -190,6 +190,16 @@ impl Runtime {
             .unwrap_or_else(|p| p.into_inner())
             .get(name)
             .cloned()
+    }
+
+    /// The current version of every loaded plugin.
+    pub fn loaded_plugins(&self) -> Vec<Arc<LoadedPlugin>> {
+        self.plugins
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Names and versions of the loaded plugins.
@@ -259,8 +269,11 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| Error::InvalidComponent(format!("{e:#}")))?;
-        let pre =
-            PluginPre::new(instance_pre).map_err(|e| Error::InvalidComponent(format!("{e:#}")))?;
+        let invalid = |e: wasmtime::Error| Error::InvalidComponent(format!("{e:#}"));
+        let pre = match manifest.plugin.wit.as_str() {
+            "0.1.0" => call::Pre::V0_1(v0_1::PluginPre::new(instance_pre).map_err(invalid)?),
+            _ => call::Pre::V0_2(v0_2::PluginPre::new(instance_pre).map_err(invalid)?),
+        };
         let limits = EffectiveLimits::new(&manifest.limits, &self.config);
         Ok(LoadedPlugin {
             manifest,
@@ -272,6 +285,14 @@ impl Runtime {
 
     fn activate(&self, loaded: LoadedPlugin) {
         tracing::info!(plugin = %loaded.manifest.plugin.name, version = %loaded.manifest.plugin.version, "plugin active");
+        self.services.events.subscribe(
+            &loaded.manifest.plugin.name,
+            loaded
+                .manifest
+                .subscriptions
+                .iter()
+                .map(|s| s.topic.clone()),
+        );
         self.plugins
             .write()
             .unwrap_or_else(|p| p.into_inner())

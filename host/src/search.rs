@@ -8,6 +8,13 @@
 //! commit, which the committer task makes every [`COMMIT_INTERVAL`] for every
 //! index with pending writes (or [`Search::commit`] at once). An index is
 //! derived data: a plugin can drop and rebuild it from its documents.
+//!
+//! Plugin writes go through the journal: [`Search::journal`] records them in
+//! the call's unit of work, [`Search::apply`] hands them to the index once
+//! the call has committed, and the committer forgets journal entries the
+//! index has committed. [`Search::recover`] replays what is left after a
+//! crash, so an acknowledged write is never lost and a rolled-back call
+//! never reaches the index.
 
 mod index;
 mod query;
@@ -22,6 +29,7 @@ use serde_json::{Map, Value};
 
 use index::TenantIndex;
 
+use crate::db::{self, Db, Mode, Scope, Tx};
 use crate::storage::Owner;
 
 /// How often pending writes are committed.
@@ -47,6 +55,21 @@ pub enum Error {
     InvalidQuery(String),
     #[error("search engine failure: {0}")]
     Internal(String),
+    /// The journal's database failed.
+    #[error(transparent)]
+    Storage(#[from] crate::storage::Error),
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Storage(err.into())
+    }
+}
+
+impl From<db::Error> for Error {
+    fn from(err: db::Error) -> Self {
+        Self::Storage(err.into())
+    }
 }
 
 impl From<tantivy::TantivyError> for Error {
@@ -143,12 +166,25 @@ pub struct SearchPage {
 
 type Key = (String, String, String);
 
+/// A plugin's search write, journaled in its call's unit of work.
+#[derive(Debug, Clone)]
+pub struct Journaled {
+    /// The journal entry.
+    pub seq: i64,
+    pub index: String,
+    pub id: String,
+    /// The fields to upsert; `None` deletes.
+    pub values: Option<Map<String, Value>>,
+}
+
 /// All indexes under one directory.
 #[derive(Debug)]
 pub struct Search {
     root: PathBuf,
     open: Mutex<HashMap<Key, (Arc<TenantIndex>, u64)>>,
     clock: std::sync::atomic::AtomicU64,
+    /// Where plugin writes are journaled (none for direct use).
+    journal: Option<Db>,
 }
 
 fn check_name(name: &str) -> Result<()> {
@@ -166,7 +202,14 @@ impl Search {
             root,
             open: Mutex::new(HashMap::new()),
             clock: std::sync::atomic::AtomicU64::new(0),
+            journal: None,
         }
+    }
+
+    /// Journals plugin writes in `db` (see the module docs).
+    pub fn with_journal(mut self, db: Db) -> Self {
+        self.journal = Some(db);
+        self
     }
 
     fn key(owner: Owner<'_>, name: &str) -> Key {
@@ -243,7 +286,8 @@ impl Search {
             }
         };
         if let Some(index) = evicted {
-            index.commit()?;
+            let committed = index.commit()?;
+            self.forget_later(committed);
         }
         Ok(())
     }
@@ -272,7 +316,112 @@ impl Search {
 
     /// Commits pending writes of the index now: durable and visible.
     pub fn commit(&self, owner: Owner<'_>, name: &str) -> Result<()> {
-        self.existing(owner, name)?.commit()
+        let committed = self.existing(owner, name)?.commit()?;
+        self.forget_later(committed);
+        Ok(())
+    }
+
+    /// Checks a write (`values` to upsert, `None` to delete) against the
+    /// index without making it.
+    pub fn check(
+        &self,
+        owner: Owner<'_>,
+        name: &str,
+        id: &str,
+        values: Option<&Map<String, Value>>,
+    ) -> Result<()> {
+        self.existing(owner, name)?.check(id, values)
+    }
+
+    /// Records a write in the journal inside `tx` (a call's unit of work);
+    /// returns its entry. `fields` is the JSON object to upsert, `None` deletes.
+    pub async fn journal(
+        tx: &mut Tx,
+        owner: Owner<'_>,
+        name: &str,
+        id: &str,
+        fields: Option<&str>,
+    ) -> Result<i64> {
+        let seq: i64 = sqlx::query_scalar(
+            "INSERT INTO search_journal (tenant_id, plugin, index_name, doc_id, fields, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
+        )
+        .bind(owner.tenant.as_str())
+        .bind(owner.plugin)
+        .bind(name)
+        .bind(id)
+        .bind(fields)
+        .bind(crate::ids::now_ms())
+        .fetch_one(&mut **tx)
+        .await?;
+        Ok(seq)
+    }
+
+    /// Hands journaled writes whose call has committed to their indexes.
+    pub fn apply(&self, owner: Owner<'_>, writes: Vec<Journaled>) {
+        for w in writes {
+            let applied = self
+                .existing(owner, &w.index)
+                .and_then(|index| index.apply(Some(w.seq), &w.id, w.values.as_ref()));
+            if let Err(err) = applied {
+                // Kept in the journal: replayed at the next start.
+                tracing::warn!(error = %err, index = %w.index, "search write not applied");
+            }
+        }
+    }
+
+    /// Replays the journal (writes committed by calls but not yet by their
+    /// index when the process stopped); returns how many were replayed.
+    pub async fn recover(&self) -> Result<usize> {
+        let Some(db) = &self.journal else {
+            return Ok(0);
+        };
+        let mut tx = db.begin(Scope::Platform, Mode::Read).await?;
+        let rows: Vec<(i64, String, String, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT seq, tenant_id, plugin, index_name, doc_id, fields FROM search_journal ORDER BY seq",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut stale = Vec::new();
+        for (seq, tenant, plugin, index, id, fields) in &rows {
+            let tenant = crate::ids::TenantId::from_raw(tenant.clone());
+            let owner = Owner {
+                tenant: &tenant,
+                plugin,
+            };
+            let values = fields
+                .as_deref()
+                .map(serde_json::from_str::<Map<String, Value>>)
+                .transpose()
+                .ok()
+                .flatten();
+            let applied = self
+                .existing(owner, index)
+                .and_then(|i| i.apply(Some(*seq), id, values.as_ref()));
+            if applied.is_err() {
+                // The index was dropped, or the write no longer fits it.
+                stale.push(*seq);
+            }
+        }
+        forget(db, &stale).await?;
+        let committed = self.commit_pending();
+        forget(db, &committed).await?;
+        Ok(rows.len())
+    }
+
+    /// [`forget`] in the background (for synchronous callers).
+    fn forget_later(&self, seqs: Vec<i64>) {
+        let (Some(db), false) = (self.journal.clone(), seqs.is_empty()) else {
+            return;
+        };
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                if let Err(err) = forget(&db, &seqs).await {
+                    tracing::warn!(error = %err, "search journal not pruned");
+                }
+            });
+        }
     }
 
     /// Searches the index (committed documents only).
@@ -283,6 +432,25 @@ impl Search {
         request: &SearchRequest,
     ) -> Result<SearchPage> {
         self.existing(owner, name)?.search(request)
+    }
+
+    /// Deletes the index, its files and its journal entries (to change its
+    /// fields, or rebuild).
+    pub async fn drop_index_journaled(&self, owner: Owner<'_>, name: &str) -> Result<bool> {
+        let existed = self.drop_index(owner, name)?;
+        if let Some(db) = &self.journal {
+            let mut tx = db.begin(Scope::Tenant(owner.tenant), Mode::Write).await?;
+            sqlx::query(
+                "DELETE FROM search_journal WHERE tenant_id = $1 AND plugin = $2 AND index_name = $3",
+            )
+            .bind(owner.tenant.as_str())
+            .bind(owner.plugin)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        }
+        Ok(existed)
     }
 
     /// Deletes the index and its files (to change its fields, or rebuild).
@@ -301,8 +469,9 @@ impl Search {
         Ok(true)
     }
 
-    /// Commits every index with pending writes (the committer's tick).
-    pub fn commit_pending(&self) {
+    /// Commits every index with pending writes (the committer's tick);
+    /// returns the journal entries now durable in their indexes.
+    pub fn commit_pending(&self) -> Vec<i64> {
         let open: Vec<_> = self
             .open
             .lock()
@@ -310,11 +479,14 @@ impl Search {
             .values()
             .map(|(i, _)| i.clone())
             .collect();
+        let mut committed = Vec::new();
         for index in open {
-            if let Err(err) = index.commit_if_dirty() {
-                tracing::warn!(error = %err, "search commit failed");
+            match index.commit_if_dirty() {
+                Ok(seqs) => committed.extend(seqs),
+                Err(err) => tracing::warn!(error = %err, "search commit failed"),
             }
         }
+        committed
     }
 
     /// Starts the committer task.
@@ -327,10 +499,37 @@ impl Search {
                 let Some(search) = search.upgrade() else {
                     break;
                 };
-                let _ = tokio::task::spawn_blocking(move || search.commit_pending()).await;
+                let committer = search.clone();
+                let committed = tokio::task::spawn_blocking(move || committer.commit_pending())
+                    .await
+                    .unwrap_or_default();
+                if let Some(db) = &search.journal
+                    && let Err(err) = forget(db, &committed).await
+                {
+                    tracing::warn!(error = %err, "search journal not pruned");
+                }
             }
         });
     }
+}
+
+/// Removes journal entries their indexes have committed.
+async fn forget(db: &Db, seqs: &[i64]) -> Result<()> {
+    for chunk in seqs.chunks(500) {
+        let list = chunk
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut tx = db.begin(Scope::Platform, Mode::Write).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM search_journal WHERE seq IN ({list})"
+        )))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

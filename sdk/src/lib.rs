@@ -1,4 +1,4 @@
-//! The Weft plugin SDK: write a plugin against `weft:platform@0.1.0` in
+//! The Weft plugin SDK: write a plugin against `weft:platform@0.2.0` in
 //! plain Rust.
 //!
 //! A plugin is a type implementing [`Plugin`], exported with [`plugin!`]:
@@ -24,8 +24,10 @@
 //! actually calls (unused ones are dropped when the component is made), so
 //! the manifest's `capabilities` must list exactly what the code touches.
 //!
-//! Capabilities are in [`kv`], [`docs`], [`config`] and [`log`]; the raw
-//! generated bindings are in [`bindings`] for anything the wrappers leave out.
+//! Capabilities are in [`kv`], [`docs`], [`config`], [`log`], [`events`] and
+//! [`search`]; the raw generated bindings are in [`bindings`] for anything
+//! the wrappers leave out. A plugin that subscribes to events or declares
+//! schedules overrides [`Plugin::on_event`] / [`Plugin::on_schedule`].
 
 #![warn(missing_docs)]
 
@@ -37,26 +39,29 @@ extern crate self as weft_sdk;
 ///
 /// Generated once, here, so every plugin shares one set of types and one
 /// export macro; prefer the wrappers in this crate.
-#[allow(unsafe_code, missing_docs)] // Generated ABI glue is unsafe by nature.
+// Generated ABI glue is unsafe by nature, and its lowering functions take
+// one argument per flattened field of a record.
+#[allow(unsafe_code, missing_docs, clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "plugin",
-        path: "../wit/platform@0.1.0",
+        path: "../wit/platform@0.2.0",
         pub_export_macro: true,
         default_bindings_module: "weft_sdk::bindings",
         // Plugins depend on this crate only, so the generated code must reach
         // the wit-bindgen runtime through it.
         runtime_path: "weft_sdk::__private::wit_bindgen::rt",
         additional_type_attributes: {
-            "weft:platform/types@0.1.0/principal": [#[derive(serde::Serialize)]],
-            "weft:platform/types@0.1.0/role": [#[derive(serde::Serialize)] #[serde(rename_all = "snake_case")]],
-            "weft:platform/types@0.1.0/credential-kind": [#[derive(serde::Serialize)] #[serde(rename_all = "snake_case")]],
+            "weft:platform/types@0.2.0/principal": [#[derive(serde::Serialize)]],
+            "weft:platform/types@0.2.0/role": [#[derive(serde::Serialize)] #[serde(rename_all = "snake_case")]],
+            "weft:platform/types@0.2.0/credential-kind": [#[derive(serde::Serialize)] #[serde(rename_all = "snake_case")]],
         },
     });
 }
 
 pub mod config;
 pub mod docs;
+pub mod events;
 pub mod kv;
 pub mod log;
 mod plugin;
@@ -64,8 +69,11 @@ mod query;
 mod request;
 mod response;
 mod router;
+pub mod search;
 
-pub use bindings::weft::platform::types::{CredentialKind, Method, Principal, Role};
+pub use bindings::weft::platform::types::{
+    CredentialKind, Event, HandlerError, Method, Principal, Role, ScheduleRun,
+};
 pub use plugin::Plugin;
 pub use request::{Params, Request};
 pub use response::{IntoResponse, Response};
@@ -76,7 +84,8 @@ pub use router::Router;
 /// answer.
 pub type Result<T = Response, E = Response> = core::result::Result<T, E>;
 
-/// Exports a [`Plugin`] implementation as the component's `handle` function.
+/// Exports a [`Plugin`] implementation as the component's `handle`,
+/// `on-event` and `on-schedule` functions.
 ///
 /// Use it once per plugin crate, at the crate root:
 ///
@@ -92,6 +101,18 @@ macro_rules! plugin {
             impl $crate::bindings::Guest for WeftExport {
                 fn handle(req: $crate::bindings::Request) -> $crate::bindings::Response {
                     $crate::__private::handle::<$plugin>(req)
+                }
+
+                fn on_event(
+                    event: $crate::Event,
+                ) -> ::core::result::Result<(), $crate::HandlerError> {
+                    <$plugin as $crate::Plugin>::on_event(event)
+                }
+
+                fn on_schedule(
+                    run: $crate::ScheduleRun,
+                ) -> ::core::result::Result<(), $crate::HandlerError> {
+                    <$plugin as $crate::Plugin>::on_schedule(run)
                 }
             }
 

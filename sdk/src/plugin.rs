@@ -1,7 +1,7 @@
 //! The trait a plugin implements, and the glue [`plugin!`](crate::plugin)
 //! expands to.
 
-use crate::{Request, Response, bindings};
+use crate::{Event, HandlerError, Request, Response, ScheduleRun, bindings};
 
 /// A Weft plugin: answers the HTTP requests the host routes to it.
 ///
@@ -11,6 +11,24 @@ use crate::{Request, Response, bindings};
 pub trait Plugin {
     /// Handles one request to a route the manifest declares.
     fn handle(req: Request) -> Response;
+
+    /// Handles one delivery of an event whose topic the manifest lists under
+    /// `[[subscriptions]]`. Its writes commit together with the mark that
+    /// the delivery is done, only if it returns `Ok`: a redelivery (after
+    /// `Err(HandlerError::Retry)`, a trap or a crash) never applies them
+    /// twice. The default accepts and ignores the event.
+    fn on_event(event: Event) -> Result<(), HandlerError> {
+        let _ = event;
+        Ok(())
+    }
+
+    /// Handles one due run of a schedule the manifest lists under
+    /// `[[schedules]]`; atomic and retried like [`Plugin::on_event`]. The
+    /// default does nothing.
+    fn on_schedule(run: ScheduleRun) -> Result<(), HandlerError> {
+        let _ = run;
+        Ok(())
+    }
 }
 
 /// Converts between the raw bindings and the SDK's types around

@@ -137,6 +137,7 @@ pub async fn start_with(engine: Engine, tweak: impl FnOnce(&mut Config)) -> Opti
     weft::seed::install_bundled(&app)
         .await
         .expect("bundled plugins install");
+    app.spawn_background();
     app.users
         .create(NewUser {
             tenant: None,
@@ -348,6 +349,53 @@ macro_rules! both_engines {
             }
         }
     };
+}
+
+/// [`both_engines!`] with the config adjusted by `$tweak` (a `fn(&mut Config)`).
+#[macro_export]
+macro_rules! both_engines_with {
+    ($name:ident, $tweak:expr, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                if let Some(server) =
+                    $crate::common::start_with($crate::common::Engine::Sqlite, $tweak).await
+                {
+                    ($body)(&server).await;
+                    server.stop().await;
+                }
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(server) =
+                    $crate::common::start_with($crate::common::Engine::Postgres, $tweak).await
+                {
+                    ($body)(&server).await;
+                    server.stop().await;
+                }
+            }
+        }
+    };
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, for at most `secs`.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(out) = check().await {
+            return out;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {secs} s waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// The error code of an API error body.

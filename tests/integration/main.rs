@@ -7,6 +7,7 @@ mod auth;
 mod cli;
 mod crash;
 mod errors;
+mod events;
 mod hostile;
 mod isolation;
 mod metering;

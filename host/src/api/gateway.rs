@@ -16,7 +16,7 @@ use super::extract::{body_too_large, principal_of};
 use crate::app::App;
 use crate::capabilities::{Binding, types};
 use crate::idempotency::{self, Claim, StoredResponse};
-use crate::runtime::CallRequest;
+use crate::runtime::{CallError, CallRequest, Invocation, Reply};
 use crate::tenancy::{CredentialKind, Role};
 
 /// Routes of this area.
@@ -205,11 +205,17 @@ async fn call(
         idempotency_key: idempotency_key
             .clone()
             .unwrap_or_else(|| request_id.clone()),
-        request,
+        request_id: request_id.clone(),
+        invocation: Invocation::Http(request),
+        completion: None,
     };
     let outcome = app.runtime.call(&plugin, &app.meter, call).await;
 
-    let (status, headers, body) = match outcome.result {
+    let result = outcome.result.and_then(|reply| match reply {
+        Reply::Http(response) => Ok(response),
+        Reply::Handled(_) => Err(CallError::Internal),
+    });
+    let (status, headers, body) = match result {
         Ok(response) => {
             let status = if (200..=599).contains(&response.status) {
                 response.status

@@ -20,6 +20,7 @@ use crate::app::App;
         super::plugins::list, super::plugins::install, super::plugins::routes, super::plugins::tenant_plugins,
         super::plugins::tenant_plugin, super::plugins::configure, super::plugins::logs,
         super::usage::own_usage, super::usage::tenant_usage,
+        super::events::list, super::events::one, super::events::replay, super::events::schedules,
         super::ops::healthz, super::ops::readyz, super::ops::metrics,
         super::gateway::call,
     ),
@@ -31,6 +32,7 @@ use crate::app::App;
         (name = "api-keys", description = "API keys of a tenant"),
         (name = "plugins", description = "Catalog, install, enablement, settings, logs"),
         (name = "usage", description = "Metered usage"),
+        (name = "events", description = "Event deliveries, dead letters and schedule runs of a tenant"),
         (name = "plugin-routes", description = "Routes served by a tenant's enabled plugins"),
         (name = "ops", description = "Health and metrics"),
     )

@@ -71,8 +71,12 @@ async fn routes(
     Ok(axum::Json(json!({
         "name": m.plugin.name,
         "version": m.plugin.version,
+        "wit": m.plugin.wit,
+        "capabilities": m.plugin.capabilities,
         "mount": format!("/t/{{tenant}}/p/{}", m.plugin.name),
         "routes": m.routes,
+        "subscriptions": m.subscriptions,
+        "schedules": m.schedules,
         "limits": plugin.limits,
     })))
 }

@@ -1,76 +1,94 @@
 //! `weft:platform/kv`.
+//!
+//! One implementation for every WIT version that has the interface (the
+//! versions' types are distinct but identical in shape).
 
-use super::bindings::weft::platform::kv::{self, Entry, EntryPage};
-use super::{Capabilities, guest_error, in_tx};
-use crate::storage;
+macro_rules! for_version {
+    ($v:ident) => {
+        pub mod $v {
+            use crate::capabilities::bindings::$v::weft::platform::kv::{self, Entry, EntryPage};
+            use crate::capabilities::{Capabilities, guest_error, in_tx};
+            use crate::storage;
 
-impl kv::Host for Capabilities {
-    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, storage::Error> {
-        in_tx!(self, read, |s, tx, o| s.kv_get(tx, o, &key))
-    }
+            impl kv::Host for Capabilities {
+                async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, storage::Error> {
+                    in_tx!(self, read, |s, tx, o| s.kv_get(tx, o, &key))
+                }
 
-    async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), storage::Error> {
-        in_tx!(self, write, |s, tx, o| s.kv_set(tx, o, &key, &value))
-    }
+                async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), storage::Error> {
+                    in_tx!(self, write, |s, tx, o| s.kv_set(tx, o, &key, &value))
+                }
 
-    async fn delete(&mut self, key: String) -> Result<bool, storage::Error> {
-        in_tx!(self, write, |s, tx, o| s.kv_delete(tx, o, &key))
-    }
+                async fn delete(&mut self, key: String) -> Result<bool, storage::Error> {
+                    in_tx!(self, write, |s, tx, o| s.kv_delete(tx, o, &key))
+                }
 
-    async fn list_prefix(
-        &mut self,
-        prefix: String,
-        cursor: Option<String>,
-        limit: u32,
-    ) -> Result<EntryPage, storage::Error> {
-        let page = in_tx!(self, read, |s, tx, o| s.kv_list_prefix(
-            tx,
-            o,
-            &prefix,
-            cursor.as_deref(),
-            limit
-        ))?;
-        Ok(EntryPage {
-            entries: page
-                .entries
-                .into_iter()
-                .map(|e| Entry {
-                    key: e.key,
-                    value: e.value,
-                })
-                .collect(),
-            next_cursor: page.next_cursor,
-        })
-    }
+                async fn list_prefix(
+                    &mut self,
+                    prefix: String,
+                    cursor: Option<String>,
+                    limit: u32,
+                ) -> Result<EntryPage, storage::Error> {
+                    let page = in_tx!(self, read, |s, tx, o| s.kv_list_prefix(
+                        tx,
+                        o,
+                        &prefix,
+                        cursor.as_deref(),
+                        limit
+                    ))?;
+                    Ok(EntryPage {
+                        entries: page
+                            .entries
+                            .into_iter()
+                            .map(|e| Entry {
+                                key: e.key,
+                                value: e.value,
+                            })
+                            .collect(),
+                        next_cursor: page.next_cursor,
+                    })
+                }
 
-    async fn increment(&mut self, key: String, delta: i64) -> Result<i64, storage::Error> {
-        in_tx!(self, write, |s, tx, o| s.kv_increment(tx, o, &key, delta))
-    }
+                async fn increment(
+                    &mut self,
+                    key: String,
+                    delta: i64,
+                ) -> Result<i64, storage::Error> {
+                    in_tx!(self, write, |s, tx, o| s.kv_increment(tx, o, &key, delta))
+                }
 
-    async fn compare_and_swap(
-        &mut self,
-        key: String,
-        expected: Option<Vec<u8>>,
-        new: Vec<u8>,
-    ) -> Result<bool, storage::Error> {
-        in_tx!(self, write, |s, tx, o| s.kv_compare_and_swap(
-            tx,
-            o,
-            &key,
-            expected.as_deref(),
-            &new
-        ))
-    }
+                async fn compare_and_swap(
+                    &mut self,
+                    key: String,
+                    expected: Option<Vec<u8>>,
+                    new: Vec<u8>,
+                ) -> Result<bool, storage::Error> {
+                    in_tx!(self, write, |s, tx, o| s.kv_compare_and_swap(
+                        tx,
+                        o,
+                        &key,
+                        expected.as_deref(),
+                        &new
+                    ))
+                }
 
-    fn convert_error(&mut self, err: storage::Error) -> wasmtime::Result<kv::Error> {
-        guest_error(err, |err| match err {
-            storage::Error::InvalidKey(m) => Some(kv::Error::InvalidKey(m)),
-            storage::Error::ValueTooLarge(n) => Some(kv::Error::ValueTooLarge(n)),
-            storage::Error::QuotaExceeded(q) => Some(kv::Error::QuotaExceeded(q.to_owned())),
-            storage::Error::NotAnInteger => Some(kv::Error::NotAnInteger),
-            storage::Error::Overflow => Some(kv::Error::Overflow),
-            storage::Error::InvalidPage(m) => Some(kv::Error::InvalidPage(m)),
-            _ => None,
-        })
-    }
+                fn convert_error(&mut self, err: storage::Error) -> wasmtime::Result<kv::Error> {
+                    guest_error(err, |err| match err {
+                        storage::Error::InvalidKey(m) => Some(kv::Error::InvalidKey(m)),
+                        storage::Error::ValueTooLarge(n) => Some(kv::Error::ValueTooLarge(n)),
+                        storage::Error::QuotaExceeded(q) => {
+                            Some(kv::Error::QuotaExceeded(q.to_owned()))
+                        }
+                        storage::Error::NotAnInteger => Some(kv::Error::NotAnInteger),
+                        storage::Error::Overflow => Some(kv::Error::Overflow),
+                        storage::Error::InvalidPage(m) => Some(kv::Error::InvalidPage(m)),
+                        _ => None,
+                    })
+                }
+            }
+        }
+    };
 }
+
+for_version!(v0_1);
+for_version!(v0_2);

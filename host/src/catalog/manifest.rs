@@ -9,7 +9,7 @@ use super::{Error, Result};
 use crate::tenancy::Role;
 
 /// The WIT package versions this host can run.
-pub const SUPPORTED_WIT: &[&str] = &["0.1.0"];
+pub const SUPPORTED_WIT: &[&str] = &["0.1.0", "0.2.0"];
 
 /// A parsed, validated manifest.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -58,6 +58,10 @@ pub enum Capability {
     Docs,
     Config,
     Log,
+    /// `weft:platform@0.2.0` and later.
+    Events,
+    /// `weft:platform@0.2.0` and later.
+    Search,
 }
 
 impl Capability {
@@ -68,6 +72,8 @@ impl Capability {
             Capability::Docs => "docs",
             Capability::Config => "config",
             Capability::Log => "log",
+            Capability::Events => "events",
+            Capability::Search => "search",
         }
     }
 }
@@ -229,13 +235,44 @@ impl Manifest {
                 check_setting_value(key, setting, default)?;
             }
         }
+        let handlers = !self.subscriptions.is_empty() || !self.schedules.is_empty();
+        if handlers && p.wit == "0.1.0" {
+            return Err(invalid(
+                "subscriptions and schedules need plugin.wit 0.2.0 or later (0.1.0 has no handlers)",
+            ));
+        }
+        if p.wit == "0.1.0"
+            && let Some(c) = p
+                .capabilities
+                .iter()
+                .find(|c| matches!(c, Capability::Events | Capability::Search))
+        {
+            return Err(invalid(format!(
+                "capability {:?} needs plugin.wit 0.2.0 or later",
+                c.interface()
+            )));
+        }
+        for subscription in &self.subscriptions {
+            crate::events::check_topic(&subscription.topic)
+                .map_err(|e| invalid(format!("subscription: {e}")))?;
+        }
+        let mut names = std::collections::HashSet::new();
         for schedule in &self.schedules {
-            if schedule.cron.split_whitespace().count() < 5 {
+            let name_ok = (1..=64).contains(&schedule.name.len())
+                && schedule.name.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                });
+            if !name_ok {
                 return Err(invalid(format!(
-                    "schedule {}: cron needs at least 5 fields",
+                    "schedule {:?}: names are 1-64 characters of a-z, 0-9, '-', '_'",
                     schedule.name
                 )));
             }
+            if !names.insert(&schedule.name) {
+                return Err(invalid(format!("schedule {:?} twice", schedule.name)));
+            }
+            crate::schedules::parse(&schedule.cron)
+                .map_err(|e| invalid(format!("schedule {}: {e}", schedule.name)))?;
         }
         Ok(())
     }

@@ -12,7 +12,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::limits::MemoryLimiter;
 use super::{LoadedPlugin, Runtime};
-use crate::capabilities::{Binding, Capabilities, LogBuffer, types};
+use crate::capabilities::bindings::{v0_1, v0_2};
+use crate::capabilities::{Binding, Capabilities, CommitError, Completion, LogBuffer, types};
 use crate::ids::now_ms;
 use crate::metering::{Meter, UsageEvent};
 
@@ -65,6 +66,12 @@ pub enum CallError {
     ResponseTooLarge { limit_bytes: u64 },
     /// On SQLite: the call kept the database's single write lock too long.
     WriteHoldExceeded { limit_ms: u64 },
+    /// The plugin's WIT version has no such export (an event or schedule
+    /// for a `weft:platform@0.1.0` plugin).
+    NotExported,
+    /// Another attempt completed this delivery first: this one's writes
+    /// were rolled back.
+    AlreadyCompleted,
     /// The host failed (logged with the request id).
     Internal,
 }
@@ -81,6 +88,8 @@ impl CallError {
             CallError::Trapped => "plugin_trapped",
             CallError::ResponseTooLarge { .. } => "plugin_response_too_large",
             CallError::WriteHoldExceeded { .. } => "plugin_write_hold_exceeded",
+            CallError::NotExported => "plugin_export_missing",
+            CallError::AlreadyCompleted => "already_completed",
             CallError::Internal => "internal_error",
         }
     }
@@ -90,6 +99,7 @@ impl CallError {
         match self {
             CallError::Overloaded => 503,
             CallError::Timeout { .. } | CallError::WriteHoldExceeded { .. } => 504,
+            CallError::AlreadyCompleted => 409,
             CallError::Internal => 500,
             _ => 502,
         }
@@ -119,7 +129,54 @@ impl CallError {
             CallError::WriteHoldExceeded { limit_ms } => format!(
                 "the plugin kept the database write lock over {limit_ms} ms; do its writes at the end of the call"
             ),
+            CallError::NotExported => {
+                "the plugin's WIT version has no event or schedule handlers".into()
+            }
+            CallError::AlreadyCompleted => "another attempt completed this delivery".into(),
             CallError::Internal => "internal error".into(),
+        }
+    }
+}
+
+/// What a call asks of the plugin: one of its exports.
+#[derive(Debug, Clone)]
+pub enum Invocation {
+    /// `handle`: an HTTP request to one of its routes.
+    Http(types::Request),
+    /// `on-event`: a delivery of an event it subscribes to.
+    Event(types::Event),
+    /// `on-schedule`: a due run of one of its schedules.
+    Schedule(types::ScheduleRun),
+}
+
+impl Invocation {
+    fn bytes_in(&self) -> u64 {
+        match self {
+            Invocation::Http(r) => r.body.len() as u64,
+            Invocation::Event(e) => e.payload.len() as u64,
+            Invocation::Schedule(_) => 0,
+        }
+    }
+}
+
+/// What the plugin returned.
+#[derive(Debug)]
+pub enum Reply {
+    Http(types::Response),
+    /// An event or schedule handler's verdict.
+    Handled(Result<(), types::HandlerError>),
+}
+
+impl Reply {
+    /// Whether the call's writes stand: any response, or a handler's `ok`.
+    fn commits(&self) -> bool {
+        matches!(self, Reply::Http(_) | Reply::Handled(Ok(())))
+    }
+
+    fn bytes_out(&self) -> u64 {
+        match self {
+            Reply::Http(r) => r.body.len() as u64,
+            Reply::Handled(_) => 0,
         }
     }
 }
@@ -127,7 +184,7 @@ impl CallError {
 /// A call's result and what it used.
 #[derive(Debug)]
 pub struct CallOutcome {
-    pub result: Result<types::Response, CallError>,
+    pub result: Result<Reply, CallError>,
     pub stats: CallStats,
 }
 
@@ -139,8 +196,57 @@ pub struct CallRequest {
     pub settings: Arc<Map<String, Value>>,
     /// Unique per tenant; a repeat is never metered twice.
     pub idempotency_key: String,
-    pub request: types::Request,
+    /// The host's id for this call (in its logs and the plugin's).
+    pub request_id: String,
+    pub invocation: Invocation,
+    /// Committed with the call's writes, or they are not committed.
+    pub completion: Option<Completion>,
 }
+
+/// A plugin version's pre-linked component, by the WIT version it targets.
+pub(super) enum Pre {
+    V0_1(v0_1::PluginPre<StoreData>),
+    V0_2(v0_2::PluginPre<StoreData>),
+}
+
+impl Pre {
+    /// Instantiates the component in `store` and, given an invocation, calls it.
+    async fn run(
+        &self,
+        store: &mut Store<StoreData>,
+        invocation: Option<&Invocation>,
+    ) -> wasmtime::Result<Option<Reply>> {
+        match self {
+            Pre::V0_2(pre) => {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                Ok(match invocation {
+                    None => None,
+                    Some(Invocation::Http(r)) => {
+                        Some(Reply::Http(instance.call_handle(store, r).await?))
+                    }
+                    Some(Invocation::Event(e)) => {
+                        Some(Reply::Handled(instance.call_on_event(store, e).await?))
+                    }
+                    Some(Invocation::Schedule(s)) => {
+                        Some(Reply::Handled(instance.call_on_schedule(store, s).await?))
+                    }
+                })
+            }
+            Pre::V0_1(pre) => {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                Ok(match invocation {
+                    None => None,
+                    Some(Invocation::Http(r)) => {
+                        Some(Reply::Http(instance.call_handle(store, r).await?))
+                    }
+                    Some(_) => return Err(wasmtime::format_err!(NOT_EXPORTED)),
+                })
+            }
+        }
+    }
+}
+
+const NOT_EXPORTED: &str = "the plugin's WIT version has no such export";
 
 impl Runtime {
     /// Runs `call` on `plugin`, meters it, and stores its log lines.
@@ -151,9 +257,9 @@ impl Runtime {
         call: CallRequest,
     ) -> CallOutcome {
         let started = Instant::now();
-        let request_id = call.request.request_id.clone();
+        let request_id = call.request_id.clone();
         let binding = call.binding.clone();
-        let bytes_in = call.request.body.len() as u64;
+        let bytes_in = call.invocation.bytes_in();
         let idempotency_key = call.idempotency_key.clone();
         let log = LogBuffer::new(self.config.max_log_bytes_per_call);
         let (result, mut stats) = match tokio::time::timeout(
@@ -167,7 +273,7 @@ impl Runtime {
         };
         stats.wall_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         stats.bytes_in = bytes_in;
-        stats.bytes_out = result.as_ref().map_or(0, |r| r.body.len() as u64);
+        stats.bytes_out = result.as_ref().map_or(0, Reply::bytes_out);
         let outcome = match &result {
             Ok(_) => "ok".to_owned(),
             Err(e) => e.code().to_owned(),
@@ -252,7 +358,7 @@ impl Runtime {
             .allow_ip_name_lookup(false)
             .build();
         let data = StoreData {
-            caps: Capabilities::new(binding, self.storage.clone(), settings, log),
+            caps: Capabilities::new(binding, self.services.clone(), settings, log),
             wasi,
             table: ResourceTable::new(),
             limiter: MemoryLimiter {
@@ -306,13 +412,12 @@ impl Runtime {
         let Some(mut store) = self.new_store(plugin, binding, Arc::new(Map::new()), log) else {
             return false;
         };
-        let Ok(instance) = plugin.pre.instantiate_async(&mut store).await else {
-            return false;
-        };
-        match request {
-            Some(request) => instance.call_handle(&mut store, request).await.is_ok(),
-            None => true,
-        }
+        let invocation = request.cloned().map(Invocation::Http);
+        plugin
+            .pre
+            .run(&mut store, invocation.as_ref())
+            .await
+            .is_ok()
     }
 
     async fn run(
@@ -320,27 +425,27 @@ impl Runtime {
         plugin: &Arc<LoadedPlugin>,
         call: CallRequest,
         log: LogBuffer,
-    ) -> (Result<types::Response, CallError>, CallStats) {
+    ) -> (Result<Reply, CallError>, CallStats) {
         let limits = plugin.limits;
         let mut stats = CallStats::default();
         let Some(mut store) = self.new_store(plugin, call.binding, call.settings, log) else {
             return (Err(CallError::Internal), stats);
         };
 
-        let result = async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
-            instance.call_handle(&mut store, &call.request).await
-        }
-        .await;
+        let result = plugin
+            .pre
+            .run(&mut store, Some(&call.invocation))
+            .await
+            .and_then(|reply| reply.ok_or_else(|| wasmtime::format_err!("no reply")));
         stats.fuel = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         stats.peak_memory = store.data().limiter.peak as u64;
         let result = match result {
-            Ok(response) if response.body.len() as u64 > limits.max_response_bytes => {
+            Ok(reply) if reply.bytes_out() > limits.max_response_bytes => {
                 Err(CallError::ResponseTooLarge {
                     limit_bytes: limits.max_response_bytes,
                 })
             }
-            Ok(response) => Ok(response),
+            Ok(reply) => Ok(reply),
             Err(err) => Err(classify(
                 &err,
                 store.data(),
@@ -349,18 +454,22 @@ impl Runtime {
                 self.config.max_write_hold_ms,
             )),
         };
-        // The call's writes stand only if it produced a response; dropping
-        // the unit of work rolls it back.
-        let unit_of_work = store.data_mut().caps.take_unit_of_work();
-        let result = match (result, unit_of_work) {
-            (Ok(response), Some(tx)) => match tx.commit().await {
-                Ok(()) => Ok(response),
+        // The call's writes stand only if it produced a response (or its
+        // handler said ok), together with its completion.
+        let caps = &mut store.data_mut().caps;
+        let result = match result {
+            Ok(reply) if reply.commits() => match caps.commit(call.completion.as_ref()).await {
+                Ok(()) => Ok(reply),
+                Err(CommitError::AlreadyCompleted) => Err(CallError::AlreadyCompleted),
                 Err(err) => {
                     tracing::error!(error = %err, "committing a plugin call's writes failed");
                     Err(CallError::Internal)
                 }
             },
-            (result, _) => result,
+            other => {
+                caps.rollback();
+                other
+            }
         };
         (result, stats)
     }
@@ -423,6 +532,7 @@ fn classify(
             // Not a guest trap: a host import failed (already logged) or
             // instantiation failed.
             None if format!("{err:#}").contains("host storage fault") => CallError::Internal,
+            None if format!("{err:#}").contains(NOT_EXPORTED) => CallError::NotExported,
             None => CallError::Trapped,
         }
     };

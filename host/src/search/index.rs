@@ -31,9 +31,16 @@ pub struct TenantIndex {
     spec: IndexSpec,
     id: Field,
     fields: Vec<(FieldSpec, Field)>,
-    writer: Mutex<IndexWriter>,
+    writer: Mutex<Writer>,
     reader: IndexReader,
     dirty: AtomicBool,
+}
+
+/// The writer and the journal entries (their `seq`) its pending writes came
+/// from: a commit makes exactly those durable.
+struct Writer {
+    writer: IndexWriter,
+    journaled: Vec<i64>,
 }
 
 impl std::fmt::Debug for TenantIndex {
@@ -142,7 +149,10 @@ impl TenantIndex {
             spec,
             id,
             fields,
-            writer: Mutex::new(writer),
+            writer: Mutex::new(Writer {
+                writer,
+                journaled: Vec::new(),
+            }),
             reader,
             dirty: AtomicBool::new(false),
         })
@@ -153,7 +163,7 @@ impl TenantIndex {
         &self.spec
     }
 
-    fn writer(&self) -> std::sync::MutexGuard<'_, IndexWriter> {
+    fn writer(&self) -> std::sync::MutexGuard<'_, Writer> {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -166,6 +176,50 @@ impl TenantIndex {
 
     /// Replaces document `id` with `values` (only declared fields).
     pub fn upsert(&self, id: &str, values: &Map<String, Value>) -> Result<()> {
+        self.apply(None, id, Some(values))
+    }
+
+    /// Removes document `id`.
+    pub fn delete(&self, id: &str) -> Result<()> {
+        self.apply(None, id, None)
+    }
+
+    /// Checks that `values` make a document of this index, writing nothing.
+    pub fn check(&self, id: &str, values: Option<&Map<String, Value>>) -> Result<()> {
+        match values {
+            Some(values) => self.document(id, values).map(drop),
+            None => Self::check_id(id),
+        }
+    }
+
+    /// Upserts (`values`) or deletes (`None`) document `id`; `seq` is the
+    /// journal entry the write came from, forgotten once committed.
+    pub fn apply(
+        &self,
+        seq: Option<i64>,
+        id: &str,
+        values: Option<&Map<String, Value>>,
+    ) -> Result<()> {
+        let doc = match values {
+            Some(values) => Some(self.document(id, values)?),
+            None => {
+                Self::check_id(id)?;
+                None
+            }
+        };
+        let mut writer = self.writer();
+        writer
+            .writer
+            .delete_term(Term::from_field_text(self.id, id));
+        if let Some(doc) = doc {
+            writer.writer.add_document(doc)?;
+        }
+        writer.journaled.extend(seq);
+        self.dirty.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    fn document(&self, id: &str, values: &Map<String, Value>) -> Result<TantivyDocument> {
         Self::check_id(id)?;
         let mut doc = TantivyDocument::default();
         doc.add_text(self.id, id);
@@ -204,38 +258,27 @@ impl TenantIndex {
                 _ => return Err(wrong()),
             }
         }
-        let writer = self.writer();
-        writer.delete_term(Term::from_field_text(self.id, id));
-        writer.add_document(doc)?;
-        self.dirty.store(true, Ordering::Release);
-        Ok(())
+        Ok(doc)
     }
 
-    /// Removes document `id`.
-    pub fn delete(&self, id: &str) -> Result<()> {
-        Self::check_id(id)?;
-        self.writer()
-            .delete_term(Term::from_field_text(self.id, id));
-        self.dirty.store(true, Ordering::Release);
-        Ok(())
-    }
-
-    /// Commits pending writes and makes them visible.
-    pub fn commit(&self) -> Result<()> {
+    /// Commits pending writes and makes them visible; returns the journal
+    /// entries now durable in the index.
+    pub fn commit(&self) -> Result<Vec<i64>> {
         let mut writer = self.writer();
         self.dirty.store(false, Ordering::Release);
-        writer.commit()?;
+        writer.writer.commit()?;
+        let journaled = std::mem::take(&mut writer.journaled);
         drop(writer);
         self.reader.reload()?;
-        Ok(())
+        Ok(journaled)
     }
 
     /// Commits if anything was written since the last commit.
-    pub fn commit_if_dirty(&self) -> Result<()> {
+    pub fn commit_if_dirty(&self) -> Result<Vec<i64>> {
         if self.dirty.load(Ordering::Acquire) {
             self.commit()
         } else {
-            Ok(())
+            Ok(Vec::new())
         }
     }
 

@@ -1,0 +1,26 @@
+//! `weft:platform/events` (0.2.0): publishing in the call's unit of work.
+
+use super::bindings::v0_2::weft::platform::events;
+use super::{Capabilities, guest_error, in_tx};
+use crate::events::PublishError;
+
+impl events::Host for Capabilities {
+    async fn publish(&mut self, topic: String, payload: String) -> Result<String, PublishError> {
+        let service = self.services.events.clone();
+        // Refuse bad input before taking the write lock.
+        service.check(&topic, &payload)?;
+        let id = in_tx!(self, write, |_s, tx, o| service
+            .publish(tx, o, &topic, &payload))?;
+        self.published = true;
+        Ok(id)
+    }
+
+    fn convert_error(&mut self, err: PublishError) -> wasmtime::Result<events::Error> {
+        match err {
+            PublishError::InvalidTopic(m) => Ok(events::Error::InvalidTopic(m)),
+            PublishError::InvalidJson(m) => Ok(events::Error::InvalidJson(m)),
+            PublishError::TooLarge(n) => Ok(events::Error::TooLarge(n)),
+            PublishError::Storage(e) => guest_error(e, |_| None),
+        }
+    }
+}
