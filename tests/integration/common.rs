@@ -19,6 +19,15 @@ pub enum Engine {
     Postgres,
 }
 
+/// An ordinary user of a test tenant, signed in.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    /// The host's user id (what plugins see as the caller's id).
+    pub id: String,
+    pub name: String,
+    pub token: String,
+}
+
 /// A running server and what a test needs to talk to it.
 pub struct Server {
     pub base: String,
@@ -241,6 +250,14 @@ impl Server {
         self.send(Method::PUT, path, token, Some(body)).await
     }
 
+    pub async fn patch(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.send(Method::PATCH, path, token, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.send(Method::DELETE, path, token, None).await
+    }
+
     /// Starts a GET in the background (for calls that must overlap others).
     pub fn spawn_get(
         &self,
@@ -297,6 +314,33 @@ impl Server {
             slug: slug.to_owned(),
             admin_token,
             api_key,
+        }
+    }
+
+    /// Creates an ordinary user of `tenant` named `name` and signs them in.
+    pub async fn user(&self, tenant: &TestTenant, name: &str) -> TestUser {
+        let email = format!("{}@{}.test", name.to_lowercase(), tenant.slug);
+        let (status, body) = self
+            .post(
+                &format!("/v1/tenants/{}/users", tenant.slug),
+                Some(&tenant.admin_token),
+                json!({"email": email, "name": name, "password": "user-password", "role": "user"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let id = body["id"].as_str().expect("user id").to_owned();
+        let (status, body) = self
+            .post(
+                "/v1/auth/login",
+                None,
+                json!({"tenant": tenant.slug, "email": email, "password": "user-password"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        TestUser {
+            id,
+            name: name.to_owned(),
+            token: body["token"].as_str().expect("token").to_owned(),
         }
     }
 

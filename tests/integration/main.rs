@@ -8,6 +8,7 @@ mod cli;
 mod crash;
 mod errors;
 mod events;
+mod forum;
 mod hostile;
 mod isolation;
 mod metering;

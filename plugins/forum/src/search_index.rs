@@ -11,8 +11,9 @@
 //! the reindex it starts brings the index itself up to date.
 //!
 //! Work over many posts (a whole topic, the whole forum) runs in batches of
-//! [`BATCH`]: the first inline, the rest as `forum.reindex` events the
-//! forum sends itself, so no single call grows with the forum.
+//! the `reindex_batch` setting: the first inline, the rest as
+//! `forum.reindex` events the forum sends itself, so no single call grows
+//! with the forum.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -39,7 +40,9 @@ use crate::{events, settings};
 /// The index name.
 pub const INDEX: &str = "posts";
 /// Posts handled per call when a change touches many.
-pub const BATCH: u32 = 200;
+fn batch() -> Result<u32> {
+    Ok(settings::get()?.reindex_batch.clamp(1, 1000) as u32)
+}
 /// The document in `jobs` that tracks a full reindex.
 const REINDEX_JOB: &str = "reindex";
 /// Longest query text.
@@ -87,23 +90,48 @@ fn ensure() -> Result<()> {
     Ok(())
 }
 
-/// The stored fields of a post's search document.
-#[derive(Debug, Serialize, Deserialize)]
+/// The fields of a post's search document, as written.
+#[derive(Debug, Serialize)]
 struct Indexed {
-    #[serde(default)]
     title: String,
-    #[serde(default)]
     body: String,
     topic: String,
     topic_title: String,
     category: String,
-    #[serde(default)]
     tags: Vec<String>,
     author: String,
     author_name: String,
     number: i64,
     created_at: i64,
     read: i64,
+}
+
+/// The stored fields of a hit: keyword fields come back as lists, and
+/// fields without a value are left out.
+#[derive(Debug, Deserialize)]
+struct Stored {
+    #[serde(default)]
+    body: String,
+    #[serde(default)]
+    topic: Vec<String>,
+    #[serde(default)]
+    topic_title: Vec<String>,
+    #[serde(default)]
+    category: Vec<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    author: Vec<String>,
+    #[serde(default)]
+    author_name: Vec<String>,
+    #[serde(default)]
+    number: i64,
+    #[serde(default)]
+    created_at: i64,
+}
+
+fn first(values: Vec<String>) -> String {
+    values.into_iter().next().unwrap_or_default()
 }
 
 /// Indexes `post` of `topic` (in a category of level `read`), or takes it
@@ -160,7 +188,7 @@ pub fn index_opening_post(topic: &Topic, read: ReadLevel) -> Result<()> {
 }
 
 /// Re-indexes every post of `topic` (its category, tags or deletion
-/// changed): the first [`BATCH`] now, the rest in `forum.reindex` events.
+/// changed): the first batch now, the rest in `forum.reindex` events.
 pub fn index_topic(topic: &Topic, read: ReadLevel) -> Result<()> {
     sync_topic(topic, read, 0)
 }
@@ -181,7 +209,7 @@ fn sync_topic(topic: &Topic, read: ReadLevel, after: u32) -> Result<()> {
     let q = Query::new()
         .filter("id", Op::Gt, start)
         .filter("id", Op::Lt, end)
-        .limit(BATCH);
+        .limit(batch()?);
     let (posts, more) = store::query::<Post>(POSTS, &q, false)?;
     for (_, post) in &posts {
         index_post(post, topic, read)?;
@@ -259,7 +287,7 @@ pub fn reindex_batch(after: Option<&str>, generation: &str) -> Result<()> {
         // Superseded by a newer run.
         return Ok(());
     }
-    let mut q = Query::new().limit(BATCH);
+    let mut q = Query::new().limit(batch()?);
     if let Some(after) = after {
         q = q.filter("id", Op::Gt, after);
     }
@@ -404,11 +432,12 @@ pub fn query(req: &Request) -> Result {
 /// A hit as the caller sees it; `None` if its category is no longer one
 /// they may read.
 fn to_hit(hit: &search::Hit, all: &[Category], viewer: &Viewer) -> Result<Option<SearchHit>> {
-    let doc: Indexed = hit
+    let doc: Stored = hit
         .fields_as()
         .map_err(|e| internal(&format!("search document {}: {e}", hit.id)))?;
+    let category = first(doc.category);
     if parse_post_id(&hit.id).is_none()
-        || !viewer.can_read(categories::read_level_of(all, &doc.category))
+        || !viewer.can_read(categories::read_level_of(all, &category))
     {
         return Ok(None);
     }
@@ -418,12 +447,12 @@ fn to_hit(hit: &search::Hit, all: &[Category], viewer: &Viewer) -> Result<Option
     );
     Ok(Some(SearchHit {
         post_id: hit.id.clone(),
-        topic_id: doc.topic,
+        topic_id: first(doc.topic),
         number: doc.number,
-        topic_title: doc.topic_title,
-        category: doc.category,
+        topic_title: first(doc.topic_title),
+        category,
         tags: doc.tags,
-        author: json!({ "id": doc.author, "name": doc.author_name }),
+        author: json!({ "id": first(doc.author), "name": first(doc.author_name) }),
         created_at: doc.created_at,
         score: hit.score,
         title_html: hit

@@ -25,6 +25,8 @@ pub struct Settings {
     pub page_size: i64,
     /// Topics in a daily digest.
     pub digest_size: i64,
+    /// Posts indexed per call when a change touches many (a reindex).
+    pub reindex_batch: i64,
 }
 
 impl Default for Settings {
@@ -39,6 +41,7 @@ impl Default for Settings {
             tl2_reactions_received: 10,
             page_size: 20,
             digest_size: 10,
+            reindex_batch: 200,
         }
     }
 }

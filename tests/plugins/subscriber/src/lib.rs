@@ -1,7 +1,9 @@
-//! `subscriber`: handles `test.ping` events and the `tick` schedule.
+//! `subscriber`: handles `test.ping` and the forum's events, and the `tick`
+//! schedule.
 //!
-//! Every handled event increments `applied/<event id>` and `total` in kv;
-//! the payload's `mode` picks a failure first:
+//! Every handled event increments `applied/<event id>`, `topics/<topic>` and
+//! `total` in kv; the payload's `mode` picks a failure first (the forum's
+//! `forum.post_created` always gets `fail_first`):
 //! - `ok` (default): apply.
 //! - `fail_first`: apply, then ask for a retry on attempt 1 (the writes
 //!   roll back), apply for good on attempt 2.
@@ -11,8 +13,9 @@
 //!
 //! Every schedule run increments `runs/<schedule>/<due_at>`.
 //!
-//! - `GET /applied`: `{"total": n, "events": {id: count}}`.
-//! - `GET /runs`: `{"runs": {"tick/<due_at>": count}}`.
+//! - `GET /applied`: `{"total": n, "entries": {id: count}}`.
+//! - `GET /topics`: `{"total": n, "entries": {topic: count}}`.
+//! - `GET /runs`: `{"total": n, "entries": {"tick/<due_at>": count}}`.
 
 use serde_json::{Map, Value, json};
 use weft_sdk::{Event, HandlerError, Plugin, Request, Response, Router, ScheduleRun, kv};
@@ -23,18 +26,23 @@ impl Plugin for Subscriber {
     fn handle(req: Request) -> Response {
         Router::new()
             .get("/applied", |_| counts("applied/"))
+            .get("/topics", |_| counts("topics/"))
             .get("/runs", |_| counts("runs/"))
             .handle(req)
     }
 
     fn on_event(event: Event) -> Result<(), HandlerError> {
         let payload: Map<String, Value> = event.payload_as().unwrap_or_default();
-        let mode = payload.get("mode").and_then(Value::as_str).unwrap_or("ok");
+        let mode = match event.topic.as_str() {
+            "forum.post_created" => "fail_first",
+            _ => payload.get("mode").and_then(Value::as_str).unwrap_or("ok"),
+        };
         if mode == "reject" {
             return Err(HandlerError::Reject("this event is refused".into()));
         }
         let key = format!("applied/{}", event.id);
         kv::increment(&key, 1).map_err(retry)?;
+        kv::increment(&format!("topics/{}", event.topic), 1).map_err(retry)?;
         kv::increment("total", 1).map_err(retry)?;
         match (mode, event.attempt) {
             ("fail_first", 1) => Err(HandlerError::Retry("failing the first attempt".into())),
