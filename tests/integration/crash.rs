@@ -1,6 +1,8 @@
 //! SIGKILL the real `weft` binary in the middle of a stream of calls: every
 //! call that was answered 200 has its usage event after the restart, and no
-//! call is counted twice.
+//! call is counted twice. And in the middle of a stream of events between
+//! two plugins: every event of an answered publish is delivered after the
+//! restart, and none is applied twice.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -19,10 +21,7 @@ async fn kill_mid_stream(engine: Engine) {
             None => return,
         },
     };
-    let url = pg
-        .as_ref()
-        .map(common::PgDb::url)
-        .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", dir.path().join("weft.db").display()));
+    let url = database_url(dir.path(), pg.as_ref());
     let (mut child, base, printed) = common::spawn_serve(
         dir.path(),
         &[
@@ -137,4 +136,218 @@ async fn sigkill_loses_no_acknowledged_usage_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_loses_no_acknowledged_usage_postgres() {
     kill_mid_stream(Engine::Postgres).await;
+}
+
+/// The server's database: the given PostgreSQL one, or SQLite in `dir`.
+fn database_url(dir: &std::path::Path, pg: Option<&common::PgDb>) -> String {
+    pg.map(common::PgDb::url)
+        .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", dir.join("weft.db").display()))
+}
+
+/// Runs the `weft` CLI on the data in `dir`, asserting success.
+fn cli(dir: &std::path::Path, url: &str, args: &[&str]) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(args)
+        .env("WEFT_DATA_DIR", dir)
+        .env("WEFT_CONFIG", dir.join("none.toml"))
+        .env("WEFT_DATABASE_URL", url)
+        .env("WEFT_LOG", "warn")
+        .env("WEFT_SEED_DEMO", "false")
+        .output()
+        .expect("run weft");
+    assert!(
+        out.status.success(),
+        "weft {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Pending deliveries in the database (read with the server down).
+async fn pending_deliveries(url: &str) -> i64 {
+    let db = weft::db::Db::connect(url).await.expect("db");
+    let mut tx = db
+        .begin(weft::db::Scope::Platform, weft::db::Mode::Read)
+        .await
+        .expect("tx");
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE state = 'pending'")
+        .fetch_one(&mut *tx)
+        .await
+        .expect("count");
+    drop(tx);
+    db.pool().close().await;
+    n
+}
+
+async fn kill_mid_event_stream(engine: Engine) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pg = match engine {
+        Engine::Sqlite => None,
+        Engine::Postgres => match common::create_pg_db().await {
+            Some(pg) => Some(pg),
+            None => return,
+        },
+    };
+    let url = database_url(dir.path(), pg.as_ref());
+    cli(dir.path(), &url, &["migrate"]);
+    for name in ["publisher", "subscriber"] {
+        let (_, manifest, component) = weft::bundled::TEST_PLUGINS
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .expect("test plugin");
+        cli(
+            dir.path(),
+            &url,
+            &["plugin", "install", manifest, component],
+        );
+    }
+    // Few delivery workers, so a backlog builds up behind the publishers;
+    // a short lease, so what the killed process had claimed is due again
+    // soon after the restart.
+    let config = dir.path().join("weft.toml");
+    std::fs::write(
+        &config,
+        "[events]\nconcurrency = 2\nbatch_size = 4\nlease_ms = 1500\npoll_ms = 50\n",
+    )
+    .expect("config");
+    let config = config.display().to_string();
+    let env = [
+        ("WEFT_DATABASE_URL", url.as_str()),
+        ("WEFT_CONFIG", config.as_str()),
+    ];
+    let mut first = env.to_vec();
+    first.push(("WEFT_SEED_DEMO", "true"));
+    let (mut child, base, printed) = common::spawn_serve(dir.path(), &first).await;
+    let key = printed
+        .iter()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("API key")
+                .map(|k| k.trim().to_owned())
+        })
+        .expect("the first start prints the demo API key");
+    let client = reqwest::Client::new();
+    for name in ["publisher", "subscriber"] {
+        let resp = client
+            .put(format!("{base}/v1/tenants/demo/plugins/{name}"))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({"enabled": true}))
+            .send()
+            .await
+            .expect("enable");
+        assert!(
+            resp.status().is_success(),
+            "enable {name}: {}",
+            resp.status()
+        );
+    }
+
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let (client, base, key, acknowledged) = (
+            client.clone(),
+            base.clone(),
+            key.clone(),
+            acknowledged.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            loop {
+                let sent = client
+                    .post(format!("{base}/t/demo/p/publisher/publish"))
+                    .bearer_auth(&key)
+                    .json(&serde_json::json!({"topic": "test.ping", "count": 5}))
+                    .send()
+                    .await;
+                let body: serde_json::Value = match sent {
+                    Ok(resp) if resp.status().is_success() => match resp.json().await {
+                        Ok(body) => body,
+                        Err(_) => break, // killed while answering
+                    },
+                    Ok(resp) => panic!("unexpected status {}", resp.status()),
+                    Err(_) => break, // the server is gone
+                };
+                let ids = body["ids"].as_array().cloned().unwrap_or_default();
+                acknowledged
+                    .lock()
+                    .expect("lock")
+                    .extend(ids.iter().filter_map(|v| v.as_str().map(str::to_owned)));
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    for w in workers {
+        w.await.expect("worker");
+    }
+    let acknowledged = acknowledged.lock().expect("lock").clone();
+    assert!(
+        acknowledged.len() > 50,
+        "the stream was under way when killed ({} events)",
+        acknowledged.len()
+    );
+    let backlog = pending_deliveries(&url).await;
+    assert!(
+        backlog > 0,
+        "deliveries were still owed when the server died"
+    );
+
+    // Restart: the backlog and what the dead process had claimed are
+    // delivered; each event is applied once.
+    let (mut child, base, _) = common::spawn_serve(dir.path(), &env).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let applied = loop {
+        let body: serde_json::Value = client
+            .get(format!("{base}/t/demo/p/subscriber/applied"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .expect("applied")
+            .json()
+            .await
+            .expect("json");
+        let entries = body["entries"].as_object().cloned().unwrap_or_default();
+        let all_in = acknowledged.iter().all(|id| entries.contains_key(id));
+        if all_in {
+            let pending: serde_json::Value = client
+                .get(format!("{base}/v1/tenants/demo/deliveries?state=pending"))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .expect("pending")
+                .json()
+                .await
+                .expect("json");
+            if pending["deliveries"].as_array().is_some_and(Vec::is_empty) {
+                break entries;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {} acknowledged events delivered after the restart",
+            acknowledged
+                .iter()
+                .filter(|id| entries.contains_key(*id))
+                .count(),
+            acknowledged.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    child.kill().expect("stop");
+    child.wait().expect("reap");
+    let twice: Vec<_> = applied.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "events applied more than once: {twice:?}");
+    if let Some(pg) = pg {
+        pg.drop_db().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_loses_no_event_and_applies_none_twice_sqlite() {
+    kill_mid_event_stream(Engine::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_loses_no_event_and_applies_none_twice_postgres() {
+    kill_mid_event_stream(Engine::Postgres).await;
 }
