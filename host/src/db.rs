@@ -5,7 +5,9 @@
 //! accept through `sqlx::Any`; the few places where SQL differs ask
 //! [`Engine`].
 
+use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -30,8 +32,42 @@ pub enum Error {
 /// Result of this module.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// A transaction on the pool.
-pub type Tx = sqlx::Transaction<'static, Any>;
+type Transaction = sqlx::Transaction<'static, Any>;
+
+/// A transaction on the pool. It derefs to the connection, so statements
+/// run on `&mut *tx`. On SQLite a writing transaction also holds the
+/// process's write gate until it commits or is dropped (rolled back).
+#[derive(Debug)]
+pub struct Tx {
+    inner: Transaction,
+    _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Tx {
+    /// Commits, then lets the next writer in.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.inner.commit().await
+    }
+
+    /// Rolls back, then lets the next writer in.
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.inner.rollback().await
+    }
+}
+
+impl Deref for Tx {
+    type Target = <Transaction as Deref>::Target;
+
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
+}
+
+impl DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.inner
+    }
+}
 
 /// Which engine is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +103,12 @@ pub enum Mode {
 pub struct Db {
     pool: AnyPool,
     engine: Engine,
+    /// SQLite has one write lock per database, and a writer that finds it
+    /// taken sleeps in SQLite's busy handler (1, 2, 5, 10 … ms) before it
+    /// looks again, which under load wastes most of the time the lock is
+    /// free. Writers of this process queue here instead, first come first
+    /// served, and each takes the lock the moment the previous one commits.
+    write_gate: Arc<tokio::sync::Mutex<()>>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -110,7 +152,11 @@ impl Db {
             })
             .connect_with(options)
             .await?;
-        Ok(Self { pool, engine })
+        Ok(Self {
+            pool,
+            engine,
+            write_gate: Arc::new(tokio::sync::Mutex::new(())),
+        })
     }
 
     /// Applies pending migrations of this engine.
@@ -134,9 +180,13 @@ impl Db {
 
     /// Begins a transaction that sees only what `scope` allows.
     pub async fn begin(&self, scope: Scope<'_>, mode: Mode) -> Result<Tx> {
-        let mut tx = match (self.engine, mode) {
-            (Engine::Sqlite, Mode::Write) => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            _ => self.pool.begin().await?,
+        let (mut tx, gate) = match (self.engine, mode) {
+            (Engine::Sqlite, Mode::Write) => {
+                // The gate first: a writer waiting for it holds no connection.
+                let gate = self.write_gate.clone().lock_owned().await;
+                (self.pool.begin_with("BEGIN IMMEDIATE").await?, Some(gate))
+            }
+            _ => (self.pool.begin().await?, None),
         };
         if self.engine == Engine::Postgres {
             let tenant = match scope {
@@ -148,7 +198,10 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
         }
-        Ok(tx)
+        Ok(Tx {
+            inner: tx,
+            _gate: gate,
+        })
     }
 
     /// True when the PostgreSQL role bypasses row-level security (superuser
