@@ -13,9 +13,9 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::events::Events;
 use crate::ids::TenantId;
+use crate::jobs::scheduler::Scheduler;
 use crate::metering::Meter;
 use crate::runtime::Runtime;
-use crate::schedules::Scheduler;
 use crate::search::Search;
 use crate::storage::Storage;
 use crate::tenancy::{self, ApiKeys, Tenant, Tenants, TokenSigner, Users};
@@ -101,8 +101,7 @@ impl App {
         self.spawn_sync();
         self.search.spawn_committer();
         if self.config.events.workers {
-            crate::events::dispatch::spawn(self);
-            Scheduler::spawn(self);
+            crate::jobs::spawn(self);
         }
     }
 

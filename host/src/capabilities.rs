@@ -20,11 +20,10 @@ use serde_json::{Map, Value};
 
 pub use logbuf::{CapturedOutput, LogBuffer, LogLine};
 
-use crate::db::Tx;
 use crate::events::Events;
 use crate::ids::TenantId;
 use crate::search::Search;
-use crate::storage::{self, Storage};
+use crate::storage::{self, Storage, UnitOfWork};
 
 /// The services behind the imports, shared by every call.
 #[derive(Debug)]
@@ -96,49 +95,48 @@ pub struct Capabilities {
     services: Arc<Services>,
     settings: Arc<Map<String, Value>>,
     log: LogBuffer,
-    unit_of_work: Option<Tx>,
+    unit_of_work: Option<UnitOfWork>,
     write_began: Option<std::time::Instant>,
     /// The call published events (the delivery workers are woken after commit).
     published: bool,
     /// Search writes journaled in the unit of work, applied after it commits.
     search_writes: Vec<crate::search::Journaled>,
+    /// The unit of work was lent by a batch of calls: this call is a
+    /// savepoint in it, and the batch commits.
+    lent: bool,
 }
 
-/// What must commit with a call's writes, or the call's writes do not commit.
-#[derive(Debug, Clone)]
-pub enum Completion {
-    /// Marks delivery `id` done: a redelivery then finds it done.
-    Delivery { id: String },
+/// What a call that borrowed a batch's unit of work gives back.
+#[derive(Debug)]
+pub struct GivenBack {
+    pub unit: UnitOfWork,
+    /// Search writes to apply once the batch commits (none if rolled back).
+    pub search_writes: Vec<crate::search::Journaled>,
+    /// The call published events (and kept them).
+    pub published: bool,
 }
 
-/// Why a call's unit of work did not commit.
-#[derive(Debug, thiserror::Error)]
-pub enum CommitError {
-    /// The delivery was completed by another attempt meanwhile (its lease
-    /// ran out): this attempt's writes were rolled back.
-    #[error("the delivery was already completed")]
-    AlreadyCompleted,
-    #[error(transparent)]
-    Storage(#[from] storage::Error),
-}
-
-/// Runs `$body` (a future using `$tx: &mut Tx`, `$owner`, `$storage`) in the
-/// call's unit of work; `write` begins it if needed, `read` uses it if it
-/// exists and a short read transaction otherwise.
+/// Runs `$body` (a future using `$storage` and `$r`) against the call's
+/// data: `read` gives a [`storage::Reader`] — the unit of work if the call
+/// has one, a short read transaction otherwise; `write` gives the unit of
+/// work (`&mut UnitOfWork`), begun if needed.
 macro_rules! in_tx {
-    ($caps:expr, read, |$storage:ident, $tx:ident, $owner:ident| $body:expr) => {{
+    ($caps:expr, read, |$storage:ident, $r:ident| $body:expr) => {{
         let caps = &mut *$caps;
-        let $owner = crate::storage::Owner {
+        let owner = crate::storage::Owner {
             tenant: &caps.binding.tenant,
             plugin: &caps.binding.plugin,
         };
         let $storage = &*caps.services.storage;
         match caps.unit_of_work.as_mut() {
-            Some($tx) => $body.await,
+            Some(unit) => {
+                let $r = crate::storage::Reader::Unit(unit);
+                $body.await
+            }
             None => {
-                let mut read = $storage.begin_read($owner).await?;
+                let mut read = $storage.begin_read(owner).await?;
                 let out = {
-                    let $tx = &mut read;
+                    let $r = crate::storage::Reader::Tx(&mut read, owner);
                     $body.await
                 };
                 read.commit()
@@ -148,19 +146,19 @@ macro_rules! in_tx {
             }
         }
     }};
-    ($caps:expr, write, |$storage:ident, $tx:ident, $owner:ident| $body:expr) => {{
+    ($caps:expr, write, |$storage:ident, $u:ident| $body:expr) => {{
         let caps = &mut *$caps;
-        let $owner = crate::storage::Owner {
-            tenant: &caps.binding.tenant,
-            plugin: &caps.binding.plugin,
-        };
         let $storage = &*caps.services.storage;
         if caps.unit_of_work.is_none() {
-            caps.unit_of_work = Some($storage.begin_write($owner).await?);
+            let owner = crate::storage::Owner {
+                tenant: &caps.binding.tenant,
+                plugin: &caps.binding.plugin,
+            };
+            caps.unit_of_work = Some($storage.begin_unit(owner).await?);
             caps.write_began = Some(std::time::Instant::now());
         }
         match caps.unit_of_work.as_mut() {
-            Some($tx) => $body.await,
+            Some($u) => $body.await,
             None => unreachable!("the unit of work was begun above"),
         }
     }};
@@ -184,7 +182,39 @@ impl Capabilities {
             write_began: None,
             published: false,
             search_writes: Vec::new(),
+            lent: false,
         }
+    }
+
+    /// Runs this call in `unit`, a batch's unit of work, as a savepoint.
+    pub fn borrow_unit(&mut self, mut unit: UnitOfWork) {
+        unit.begin_savepoint();
+        self.unit_of_work = Some(unit);
+        self.lent = true;
+        // The batch holds the write lock from the call's first instruction.
+        self.write_began = Some(std::time::Instant::now());
+    }
+
+    /// Ends a call that borrowed a unit: keeps its changes (`keep`) or
+    /// rolls them back, and gives the unit back. An error means the unit's
+    /// transaction is broken: the batch must not commit.
+    pub async fn give_back(&mut self, keep: bool) -> Result<Option<GivenBack>, storage::Error> {
+        self.write_began = None;
+        let Some(mut unit) = self.unit_of_work.take().filter(|_| self.lent) else {
+            return Ok(None);
+        };
+        if keep {
+            unit.release_savepoint().await?;
+        } else {
+            unit.rollback_savepoint().await?;
+            self.search_writes.clear();
+            self.published = false;
+        }
+        Ok(Some(GivenBack {
+            unit,
+            search_writes: std::mem::take(&mut self.search_writes),
+            published: std::mem::take(&mut self.published),
+        }))
     }
 
     /// Since when this call holds a write transaction, if it does.
@@ -192,28 +222,19 @@ impl Capabilities {
         self.write_began
     }
 
-    /// Commits the call's writes together with `completion`, then applies
-    /// what waits for the commit (search writes, waking event delivery).
-    /// Without writes or a completion there is nothing to commit.
-    pub async fn commit(&mut self, completion: Option<&Completion>) -> Result<(), CommitError> {
+    /// Commits the call's writes, then applies what waits for the commit
+    /// (search writes, waking event delivery).
+    pub async fn commit(&mut self) -> Result<(), storage::Error> {
         self.write_began = None;
+        let Some(mut unit) = self.unit_of_work.take() else {
+            return Ok(());
+        };
+        self.services.storage.flush(&mut unit).await?;
+        unit.into_tx().commit().await?;
         let owner = storage::Owner {
             tenant: &self.binding.tenant,
             plugin: &self.binding.plugin,
         };
-        let mut tx = match (self.unit_of_work.take(), completion) {
-            (Some(tx), _) => tx,
-            (None, Some(_)) => self.services.storage.begin_write(owner).await?,
-            (None, None) => return Ok(()),
-        };
-        if let Some(Completion::Delivery { id }) = completion
-            && !crate::events::mark_done(&mut tx, id)
-                .await
-                .map_err(storage::Error::from)?
-        {
-            return Err(CommitError::AlreadyCompleted);
-        }
-        tx.commit().await.map_err(storage::Error::from)?;
         let writes = std::mem::take(&mut self.search_writes);
         if !writes.is_empty() {
             self.services.search.apply(owner, writes);

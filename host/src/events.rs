@@ -4,11 +4,10 @@
 //! `publish` writes the event and one delivery per subscriber of the same
 //! tenant inside the publishing call's unit of work: an event exists only if
 //! its call committed, and never reaches another tenant. Deliveries are
-//! claimed by workers ([`dispatch`]) with a lease, and a handler's writes
-//! commit together with [`mark_done`]: a redelivery (a retry, an expired
-//! lease after a crash) can never apply them twice.
-
-pub mod dispatch;
+//! claimed by workers ([`crate::jobs::delivery`]) with a lease, and a
+//! handler's writes commit together with the mark that its delivery is
+//! done: a redelivery (a retry, an expired lease after a crash) can never
+//! apply them twice.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -183,21 +182,6 @@ impl Events {
         }
         Ok(id)
     }
-}
-
-/// Marks delivery `id` done in `tx` (the handler's unit of work). False if
-/// it is no longer pending: another attempt completed it, and this one's
-/// writes must not commit.
-pub async fn mark_done(tx: &mut Tx, id: &str) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE deliveries SET state = 'done', last_error = NULL, updated_at = $2 \
-         WHERE id = $1 AND state = 'pending'",
-    )
-    .bind(id)
-    .bind(now_ms())
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected() == 1)
 }
 
 /// Delay before retry number `attempts` (1-based): doubling from `base`,

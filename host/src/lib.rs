@@ -1,8 +1,8 @@
 //! Weft: a multi-tenant host whose business features are WebAssembly
 //! component plugins. See `ARCHITECTURE.md` for the map; modules follow it:
-//! entry points (`api`), the plugin `runtime`, the WIT `capabilities`, the
-//! services (`tenancy`, `catalog`, `storage`, `events`, `schedules`,
-//! `search`, `metering`, `plugin_logs`, `idempotency`) and `db`.
+//! entry points (`api`, `jobs`), the plugin `runtime`, the WIT
+//! `capabilities`, the services (`tenancy`, `catalog`, `storage`, `events`,
+//! `schedules`, `search`, `metering`, `plugin_logs`, `idempotency`) and `db`.
 
 pub mod api;
 pub mod app;
@@ -17,6 +17,7 @@ pub mod db;
 pub mod events;
 pub mod idempotency;
 pub mod ids;
+pub mod jobs;
 pub mod metering;
 pub mod metrics;
 pub mod plugin_logs;

@@ -163,10 +163,20 @@ fn insert_sql(rows: usize) -> String {
 }
 
 async fn write_batch(db: &Db, batch: &[(UsageEvent, Option<Ack>)]) -> Result<()> {
+    let mut tx = db.begin(db::Scope::Platform, db::Mode::Write).await?;
+    let events: Vec<&UsageEvent> = batch.iter().map(|(e, _)| e).collect();
+    insert(&mut tx, &events).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Writes `events` in `tx` (a retried call's repeat is ignored by its key).
+/// Every tenant's events may be in one batch: use a platform-scoped
+/// transaction, or one scoped to the events' only tenant.
+pub async fn insert(tx: &mut db::Tx, events: &[&UsageEvent]) -> Result<()> {
     static SQL: std::sync::OnceLock<[String; 3]> = std::sync::OnceLock::new();
     let sql = SQL.get_or_init(|| CHUNKS.map(insert_sql));
-    let mut tx = db.begin(db::Scope::Platform, db::Mode::Write).await?;
-    let mut rest = batch;
+    let mut rest = events;
     while !rest.is_empty() {
         let (i, rows) = CHUNKS
             .iter()
@@ -175,7 +185,7 @@ async fn write_batch(db: &Db, batch: &[(UsageEvent, Option<Ack>)]) -> Result<()>
             .unwrap_or((2, &1));
         let (chunk, tail) = rest.split_at(*rows);
         let mut query = sqlx::query(AssertSqlSafe(sql[i].as_str()));
-        for (e, _) in chunk {
+        for e in chunk {
             query = query
                 .bind(e.tenant.as_str())
                 .bind(&e.idempotency_key)
@@ -190,10 +200,9 @@ async fn write_batch(db: &Db, batch: &[(UsageEvent, Option<Ack>)]) -> Result<()>
                 .bind(&e.request_id)
                 .bind(e.occurred_at);
         }
-        query.execute(&mut *tx).await?;
+        query.execute(&mut **tx).await?;
         rest = tail;
     }
-    tx.commit().await?;
     Ok(())
 }
 

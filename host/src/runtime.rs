@@ -20,7 +20,7 @@ use wasmtime::{
     Config as EngineConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
 };
 
-pub use call::{CallError, CallOutcome, CallRequest, CallStats, Invocation, Reply};
+pub use call::{Batch, CallError, CallOutcome, CallRequest, CallStats, Invocation, Reply};
 pub use limits::EffectiveLimits;
 
 use crate::capabilities::bindings::{v0_1, v0_2};

@@ -440,17 +440,24 @@ impl Search {
         let existed = self.drop_index(owner, name)?;
         if let Some(db) = &self.journal {
             let mut tx = db.begin(Scope::Tenant(owner.tenant), Mode::Write).await?;
-            sqlx::query(
-                "DELETE FROM search_journal WHERE tenant_id = $1 AND plugin = $2 AND index_name = $3",
-            )
-            .bind(owner.tenant.as_str())
-            .bind(owner.plugin)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
+            Self::forget_index(&mut tx, owner, name).await?;
             tx.commit().await?;
         }
         Ok(existed)
+    }
+
+    /// Deletes the journal entries of index `name` in `tx`: after a drop,
+    /// nothing is replayed into the index that replaces it.
+    pub async fn forget_index(tx: &mut Tx, owner: Owner<'_>, name: &str) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM search_journal WHERE tenant_id = $1 AND plugin = $2 AND index_name = $3",
+        )
+        .bind(owner.tenant.as_str())
+        .bind(owner.plugin)
+        .bind(name)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
     }
 
     /// Deletes the index and its files (to change its fields, or rebuild).

@@ -8,13 +8,23 @@
 
 mod docs;
 mod kv;
+mod unit;
 
 pub use docs::{Document, DocumentPage, Filter, FilterOp, Order, Query};
 pub use kv::{Entry, EntryPage};
+pub use unit::UnitOfWork;
 
 use crate::config::QuotaConfig;
 use crate::db::{self, Db, Engine};
 use crate::ids::TenantId;
+
+/// Where a read runs: in a call's unit of work (which answers from what
+/// it knows, and flushes before a scan), or in a read transaction.
+#[derive(Debug)]
+pub enum Reader<'a> {
+    Unit(&'a mut UnitOfWork),
+    Tx(&'a mut db::Tx, Owner<'a>),
+}
 
 /// Whose data a call touches: the binding of the Store making it.
 #[derive(Debug, Clone, Copy)]
@@ -85,68 +95,12 @@ impl Storage {
         Self { db, quotas }
     }
 
-    /// A write transaction for `owner`: one plugin call's unit of work.
-    pub async fn begin_write(&self, owner: Owner<'_>) -> Result<db::Tx> {
-        let mut tx = self
-            .db
-            .begin(db::Scope::Tenant(owner.tenant), db::Mode::Write)
-            .await?;
-        // Lock the tenant's storage row first: every write of a tenant is
-        // serialized from here on, so read-modify-write (increment, CAS, the
-        // quota deltas) never loses an update on PostgreSQL's READ COMMITTED.
-        // SQLite's BEGIN IMMEDIATE already serialized it.
-        if self.db.engine() == Engine::Postgres {
-            sqlx::query("SELECT 1 FROM tenant_storage WHERE tenant_id = $1 FOR UPDATE")
-                .bind(owner.tenant.as_str())
-                .execute(&mut *tx)
-                .await?;
-        }
-        Ok(tx)
-    }
-
     /// A read-only transaction for `owner`.
     pub async fn begin_read(&self, owner: Owner<'_>) -> Result<db::Tx> {
         Ok(self
             .db
             .begin(db::Scope::Tenant(owner.tenant), db::Mode::Read)
             .await?)
-    }
-
-    /// Adds `keys` and `bytes` (either may be negative) to the tenant's
-    /// usage, refusing growth past its quota.
-    async fn charge(
-        &self,
-        tx: &mut db::Tx,
-        tenant: &TenantId,
-        keys: i64,
-        bytes: i64,
-    ) -> Result<()> {
-        if keys == 0 && bytes == 0 {
-            return Ok(());
-        }
-        let done = sqlx::query(
-            "UPDATE tenant_storage SET keys = keys + $2, bytes = bytes + $3 WHERE tenant_id = $1 \
-             AND ($2 <= 0 OR keys + $2 <= COALESCE((SELECT quota_keys FROM tenants WHERE id = $1), $4)) \
-             AND ($3 <= 0 OR bytes + $3 <= COALESCE((SELECT quota_bytes FROM tenants WHERE id = $1), $5))",
-        )
-        .bind(tenant.as_str())
-        .bind(keys)
-        .bind(bytes)
-        .bind(self.quotas.keys)
-        .bind(self.quotas.bytes)
-        .execute(&mut **tx)
-        .await?;
-        if done.rows_affected() == 1 {
-            return Ok(());
-        }
-        let usage = self.usage_in(tx, tenant).await?;
-        Err(Error::QuotaExceeded(
-            if keys > 0 && usage.keys + keys > usage.quota_keys {
-                "keys"
-            } else {
-                "bytes"
-            },
-        ))
     }
 
     async fn usage_in(&self, tx: &mut db::Tx, tenant: &TenantId) -> Result<StorageUsage> {

@@ -207,7 +207,6 @@ async fn call(
             .unwrap_or_else(|| request_id.clone()),
         request_id: request_id.clone(),
         invocation: Invocation::Http(request),
-        completion: None,
     };
     let outcome = app.runtime.call(&plugin, &app.meter, call).await;
 

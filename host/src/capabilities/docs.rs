@@ -30,9 +30,8 @@ macro_rules! for_version {
                     body: String,
                     if_version: Option<u64>,
                 ) -> Result<Document, storage::Error> {
-                    in_tx!(self, write, |s, tx, o| s.docs_put(
-                        tx,
-                        o,
+                    in_tx!(self, write, |s, u| s.docs_put(
+                        u,
                         &collection,
                         &id,
                         &body,
@@ -46,10 +45,7 @@ macro_rules! for_version {
                     collection: String,
                     id: String,
                 ) -> Result<Option<Document>, storage::Error> {
-                    Ok(
-                        in_tx!(self, read, |s, tx, o| s.docs_get(tx, o, &collection, &id))?
-                            .map(document),
-                    )
+                    Ok(in_tx!(self, read, |s, r| s.docs_get(r, &collection, &id))?.map(document))
                 }
 
                 async fn delete(
@@ -57,12 +53,7 @@ macro_rules! for_version {
                     collection: String,
                     id: String,
                 ) -> Result<bool, storage::Error> {
-                    in_tx!(self, write, |s, tx, o| s.docs_delete(
-                        tx,
-                        o,
-                        &collection,
-                        &id
-                    ))
+                    in_tx!(self, write, |s, u| s.docs_delete(u, &collection, &id))
                 }
 
                 async fn query(
@@ -94,12 +85,7 @@ macro_rules! for_version {
                         limit: q.limit,
                         cursor: q.cursor,
                     };
-                    let page = in_tx!(self, read, |s, tx, o| s.docs_query(
-                        tx,
-                        o,
-                        &collection,
-                        &query
-                    ))?;
+                    let page = in_tx!(self, read, |s, r| s.docs_query(r, &collection, &query))?;
                     Ok(Page {
                         documents: page.documents.into_iter().map(document).collect(),
                         next_cursor: page.next_cursor,

@@ -9,8 +9,10 @@ impl events::Host for Capabilities {
         let service = self.services.events.clone();
         // Refuse bad input before taking the write lock.
         service.check(&topic, &payload)?;
-        let id = in_tx!(self, write, |_s, tx, o| service
-            .publish(tx, o, &topic, &payload))?;
+        let id = in_tx!(self, write, |_s, u| async {
+            let (tx, owner) = u.write_parts().await?;
+            service.publish(tx, owner, &topic, &payload).await
+        })?;
         self.published = true;
         Ok(id)
     }

@@ -12,15 +12,15 @@ macro_rules! for_version {
 
             impl kv::Host for Capabilities {
                 async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, storage::Error> {
-                    in_tx!(self, read, |s, tx, o| s.kv_get(tx, o, &key))
+                    in_tx!(self, read, |s, r| s.kv_get(r, &key))
                 }
 
                 async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), storage::Error> {
-                    in_tx!(self, write, |s, tx, o| s.kv_set(tx, o, &key, &value))
+                    in_tx!(self, write, |s, u| s.kv_set(u, &key, &value))
                 }
 
                 async fn delete(&mut self, key: String) -> Result<bool, storage::Error> {
-                    in_tx!(self, write, |s, tx, o| s.kv_delete(tx, o, &key))
+                    in_tx!(self, write, |s, u| s.kv_delete(u, &key))
                 }
 
                 async fn list_prefix(
@@ -29,9 +29,8 @@ macro_rules! for_version {
                     cursor: Option<String>,
                     limit: u32,
                 ) -> Result<EntryPage, storage::Error> {
-                    let page = in_tx!(self, read, |s, tx, o| s.kv_list_prefix(
-                        tx,
-                        o,
+                    let page = in_tx!(self, read, |s, r| s.kv_list_prefix(
+                        r,
                         &prefix,
                         cursor.as_deref(),
                         limit
@@ -54,7 +53,7 @@ macro_rules! for_version {
                     key: String,
                     delta: i64,
                 ) -> Result<i64, storage::Error> {
-                    in_tx!(self, write, |s, tx, o| s.kv_increment(tx, o, &key, delta))
+                    in_tx!(self, write, |s, u| s.kv_increment(u, &key, delta))
                 }
 
                 async fn compare_and_swap(
@@ -63,9 +62,8 @@ macro_rules! for_version {
                     expected: Option<Vec<u8>>,
                     new: Vec<u8>,
                 ) -> Result<bool, storage::Error> {
-                    in_tx!(self, write, |s, tx, o| s.kv_compare_and_swap(
-                        tx,
-                        o,
+                    in_tx!(self, write, |s, u| s.kv_compare_and_swap(
+                        u,
                         &key,
                         expected.as_deref(),
                         &new

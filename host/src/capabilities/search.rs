@@ -36,13 +36,10 @@ impl Capabilities {
         self.services
             .search
             .check(self.owner(), &index, &id, values.as_ref())?;
-        let seq = in_tx!(self, write, |_s, tx, o| Search::journal(
-            tx,
-            o,
-            &index,
-            &id,
-            fields.as_deref()
-        ))?;
+        let seq = in_tx!(self, write, |_s, u| async {
+            let (tx, owner) = u.write_parts().await?;
+            Search::journal(tx, owner, &index, &id, fields.as_deref()).await
+        })?;
         self.search_writes.push(Journaled {
             seq,
             index,
@@ -133,8 +130,16 @@ impl wit::Host for Capabilities {
     }
 
     async fn drop_index(&mut self, name: String) -> Result<bool, Error> {
-        let search = self.services.search.clone();
-        search.drop_index_journaled(self.owner(), &name).await
+        let existed = self.services.search.drop_index(self.owner(), &name)?;
+        // Its journal entries go in the unit of work: a transaction of its
+        // own would wait for the write lock this call may hold. Writes of
+        // this call to the dropped index are forgotten with them.
+        self.search_writes.retain(|w| w.index != name);
+        in_tx!(self, write, |_s, u| async {
+            let (tx, owner) = u.write_parts().await?;
+            Search::forget_index(tx, owner, &name).await
+        })?;
+        Ok(existed)
     }
 
     fn convert_error(&mut self, err: Error) -> wasmtime::Result<wit::Error> {

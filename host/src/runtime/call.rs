@@ -13,9 +13,11 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use super::limits::MemoryLimiter;
 use super::{LoadedPlugin, Runtime};
 use crate::capabilities::bindings::{v0_1, v0_2};
-use crate::capabilities::{Binding, Capabilities, CommitError, Completion, LogBuffer, types};
+use crate::capabilities::{Binding, Capabilities, LogBuffer, types};
 use crate::ids::now_ms;
 use crate::metering::{Meter, UsageEvent};
+use crate::search::Journaled;
+use crate::storage::UnitOfWork;
 
 /// Everything a Store holds during one call.
 pub struct StoreData {
@@ -69,9 +71,6 @@ pub enum CallError {
     /// The plugin's WIT version has no such export (an event or schedule
     /// for a `weft:platform@0.1.0` plugin).
     NotExported,
-    /// Another attempt completed this delivery first: this one's writes
-    /// were rolled back.
-    AlreadyCompleted,
     /// The host failed (logged with the request id).
     Internal,
 }
@@ -89,7 +88,6 @@ impl CallError {
             CallError::ResponseTooLarge { .. } => "plugin_response_too_large",
             CallError::WriteHoldExceeded { .. } => "plugin_write_hold_exceeded",
             CallError::NotExported => "plugin_export_missing",
-            CallError::AlreadyCompleted => "already_completed",
             CallError::Internal => "internal_error",
         }
     }
@@ -99,7 +97,6 @@ impl CallError {
         match self {
             CallError::Overloaded => 503,
             CallError::Timeout { .. } | CallError::WriteHoldExceeded { .. } => 504,
-            CallError::AlreadyCompleted => 409,
             CallError::Internal => 500,
             _ => 502,
         }
@@ -132,8 +129,43 @@ impl CallError {
             CallError::NotExported => {
                 "the plugin's WIT version has no event or schedule handlers".into()
             }
-            CallError::AlreadyCompleted => "another attempt completed this delivery".into(),
             CallError::Internal => "internal error".into(),
+        }
+    }
+}
+
+/// Where a call's usage event goes.
+enum Metering<'a> {
+    /// To the meter (group-committed on its own).
+    Meter(&'a Meter),
+    /// To a batch, committed with its unit of work.
+    Collect(&'a mut Vec<UsageEvent>),
+}
+
+/// Calls of one (tenant, plugin) run one after another in one unit of work
+/// and committed together (event deliveries): each call is a savepoint in
+/// it, so a failing call undoes only its own writes, and the batch pays
+/// for one transaction instead of one per call.
+#[derive(Debug)]
+pub struct Batch {
+    /// `None` once a call broke the transaction: the batch must not commit.
+    pub unit: Option<UnitOfWork>,
+    /// Search writes of the kept calls, applied after the commit.
+    pub search_writes: Vec<Journaled>,
+    /// A kept call published events.
+    pub published: bool,
+    /// Usage events of every call, written with the batch.
+    pub usage: Vec<UsageEvent>,
+}
+
+impl Batch {
+    /// A batch over `unit`.
+    pub fn new(unit: UnitOfWork) -> Self {
+        Self {
+            unit: Some(unit),
+            search_writes: Vec::new(),
+            published: false,
+            usage: Vec::new(),
         }
     }
 }
@@ -199,8 +231,6 @@ pub struct CallRequest {
     /// The host's id for this call (in its logs and the plugin's).
     pub request_id: String,
     pub invocation: Invocation,
-    /// Committed with the call's writes, or they are not committed.
-    pub completion: Option<Completion>,
 }
 
 /// A plugin version's pre-linked component, by the WIT version it targets.
@@ -256,6 +286,39 @@ impl Runtime {
         meter: &Meter,
         call: CallRequest,
     ) -> CallOutcome {
+        self.call_metered(plugin, Metering::Meter(meter), call, None)
+            .await
+    }
+
+    /// Runs `call` on `plugin` in `batch`'s unit of work, as a savepoint:
+    /// its writes are kept in the batch if it succeeds and undone if not,
+    /// and its usage event joins the batch's; the batch commits.
+    pub async fn call_in_batch(
+        &self,
+        plugin: &Arc<LoadedPlugin>,
+        batch: &mut Batch,
+        call: CallRequest,
+    ) -> CallOutcome {
+        let mut usage = Vec::new();
+        let outcome = self
+            .call_metered(
+                plugin,
+                Metering::Collect(&mut usage),
+                call,
+                Some(&mut *batch),
+            )
+            .await;
+        batch.usage.extend(usage);
+        outcome
+    }
+
+    async fn call_metered(
+        &self,
+        plugin: &Arc<LoadedPlugin>,
+        metering: Metering<'_>,
+        call: CallRequest,
+        batch: Option<&mut Batch>,
+    ) -> CallOutcome {
         let started = Instant::now();
         let request_id = call.request_id.clone();
         let binding = call.binding.clone();
@@ -268,7 +331,7 @@ impl Runtime {
         )
         .await
         {
-            Ok(Ok(_permit)) => self.run(plugin, call, log.clone()).await,
+            Ok(Ok(_permit)) => self.run(plugin, call, log.clone(), batch).await,
             _ => (Err(CallError::Overloaded), CallStats::default()),
         };
         stats.wall_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -327,12 +390,17 @@ impl Runtime {
             request_id,
             occurred_at: now_ms(),
         };
-        if let Err(err) = meter.record(event).await {
-            tracing::error!(error = %err, "usage event not recorded");
-            return CallOutcome {
-                result: Err(CallError::Internal),
-                stats,
-            };
+        match metering {
+            Metering::Meter(meter) => {
+                if let Err(err) = meter.record(event).await {
+                    tracing::error!(error = %err, "usage event not recorded");
+                    return CallOutcome {
+                        result: Err(CallError::Internal),
+                        stats,
+                    };
+                }
+            }
+            Metering::Collect(events) => events.push(event),
         }
         CallOutcome { result, stats }
     }
@@ -425,12 +493,20 @@ impl Runtime {
         plugin: &Arc<LoadedPlugin>,
         call: CallRequest,
         log: LogBuffer,
+        mut batch: Option<&mut Batch>,
     ) -> (Result<Reply, CallError>, CallStats) {
         let limits = plugin.limits;
         let mut stats = CallStats::default();
         let Some(mut store) = self.new_store(plugin, call.binding, call.settings, log) else {
             return (Err(CallError::Internal), stats);
         };
+        if let Some(batch) = batch.as_deref_mut() {
+            match batch.unit.take() {
+                Some(unit) => store.data_mut().caps.borrow_unit(unit),
+                // An earlier call broke the batch's transaction.
+                None => return (Err(CallError::Internal), stats),
+            }
+        }
 
         let result = plugin
             .pre
@@ -455,12 +531,27 @@ impl Runtime {
             )),
         };
         // The call's writes stand only if it produced a response (or its
-        // handler said ok), together with its completion.
+        // handler said ok).
         let caps = &mut store.data_mut().caps;
+        if let Some(batch) = batch {
+            let keep = matches!(&result, Ok(reply) if reply.commits());
+            return match caps.give_back(keep).await {
+                Ok(Some(back)) => {
+                    batch.unit = Some(back.unit);
+                    batch.search_writes.extend(back.search_writes);
+                    batch.published |= back.published;
+                    (result, stats)
+                }
+                Ok(None) => (Err(CallError::Internal), stats),
+                Err(err) => {
+                    tracing::error!(error = %err, "ending a batched call's savepoint failed");
+                    (Err(CallError::Internal), stats)
+                }
+            };
+        }
         let result = match result {
-            Ok(reply) if reply.commits() => match caps.commit(call.completion.as_ref()).await {
+            Ok(reply) if reply.commits() => match caps.commit().await {
                 Ok(()) => Ok(reply),
-                Err(CommitError::AlreadyCompleted) => Err(CallError::AlreadyCompleted),
                 Err(err) => {
                     tracing::error!(error = %err, "committing a plugin call's writes failed");
                     Err(CallError::Internal)

@@ -9,8 +9,9 @@ use sqlx::AssertSqlSafe;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Error, Owner, Result, Storage, len_i64};
-use crate::db::Engine;
+use super::unit::{Slot, UnitOfWork};
+use super::{Error, Owner, Reader, Result, Storage};
+use crate::db::{Engine, Tx};
 use crate::ids::now_ms;
 
 /// Most documents in one page.
@@ -229,11 +230,11 @@ impl Storage {
     }
 
     /// Creates or replaces document `id`; with `if_version`, only if the
-    /// stored version equals it (0: only if absent).
+    /// stored version equals it (0: only if absent). Written at the unit's
+    /// flush; the returned document is what will be stored.
     pub async fn docs_put(
         &self,
-        tx: &mut crate::db::Tx,
-        owner: Owner<'_>,
+        unit: &mut UnitOfWork,
         collection: &str,
         id: &str,
         body: &str,
@@ -250,77 +251,82 @@ impl Storage {
             return Err(Error::InvalidJson("a document is a JSON object".into()));
         }
         let body = value.to_string();
-        let existing = sqlx::query("SELECT version, size, created_at FROM documents WHERE tenant_id = $1 AND plugin = $2 AND collection = $3 AND id = $4")
-            .bind(owner.tenant.as_str())
-            .bind(owner.plugin)
-            .bind(collection)
-            .bind(id)
-            .fetch_optional(&mut **tx)
-            .await?;
-        let (old_version, old_size, created_at) = match &existing {
-            Some(row) => (
-                row.try_get::<i64, _>("version")?,
-                Some(row.try_get::<i64, _>("size")?),
-                row.try_get::<i64, _>("created_at")?,
-            ),
-            None => (0, None, now_ms()),
-        };
+        let current = self.docs_current(unit, collection, id).await?;
+        let old_version = current.as_ref().map_or(0, |d| d.version);
         if let Some(expected) = if_version
-            && u64::try_from(old_version).unwrap_or(0) != expected
+            && old_version != expected
         {
-            return Err(Error::VersionConflict(
-                u64::try_from(old_version).unwrap_or(0),
-            ));
-        }
-        let size = len_i64(collection.len() + id.len() + body.len());
-        match old_size {
-            Some(old) => self.charge(tx, owner.tenant, 0, size - old).await?,
-            None => self.charge(tx, owner.tenant, 1, size).await?,
+            return Err(Error::VersionConflict(old_version));
         }
         let now = now_ms();
-        let cast = if self.db.engine() == Engine::Postgres {
-            "::jsonb"
-        } else {
-            ""
-        };
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO documents (tenant_id, plugin, collection, id, body, size, version, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5{cast}, $6, $7, $8, $9) \
-             ON CONFLICT (tenant_id, plugin, collection, id) DO UPDATE SET body = excluded.body, size = excluded.size, \
-             version = excluded.version, updated_at = excluded.updated_at"
-        )))
-        .bind(owner.tenant.as_str())
-        .bind(owner.plugin)
-        .bind(collection)
-        .bind(id)
-        .bind(&body)
-        .bind(size)
-        .bind(old_version + 1)
-        .bind(created_at)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-        Ok(Document {
+        let doc = Document {
             id: id.to_owned(),
             body,
-            version: u64::try_from(old_version + 1).unwrap_or(0),
-            created_at,
+            version: old_version + 1,
+            created_at: current.as_ref().map_or(now, |d| d.created_at),
             updated_at: now,
-        })
+        };
+        let stored = unit.doc_stored(collection, id);
+        let slot = Slot {
+            stored,
+            current: Some(Some(doc.clone())),
+            dirty: true,
+        };
+        self.put_doc_slot(unit, collection, id, slot).await?;
+        Ok(doc)
     }
 
     /// Document `id` of `collection`.
     pub async fn docs_get(
         &self,
-        tx: &mut crate::db::Tx,
-        owner: Owner<'_>,
+        reader: Reader<'_>,
         collection: &str,
         id: &str,
     ) -> Result<Option<Document>> {
         check_collection(collection)?;
         check_id(id)?;
+        match reader {
+            Reader::Tx(tx, owner) => Ok(self
+                .docs_stored(tx, owner, collection, id)
+                .await?
+                .map(|(doc, _)| doc)),
+            Reader::Unit(unit) => self.docs_current(unit, collection, id).await,
+        }
+    }
+
+    /// What the unit's call sees of document `id`, read once from the database.
+    async fn docs_current(
+        &self,
+        unit: &mut UnitOfWork,
+        collection: &str,
+        id: &str,
+    ) -> Result<Option<Document>> {
+        if let Some(current) = unit
+            .doc_slot(collection, id)
+            .and_then(|s| s.current.clone())
+        {
+            return Ok(current);
+        }
+        let (tx, owner) = unit.parts();
+        let found = self.docs_stored(tx, owner, collection, id).await?;
+        let (doc, size) = match found {
+            Some((doc, size)) => (Some(doc), Some(size)),
+            None => (None, None),
+        };
+        unit.set_doc_slot(collection, id, Slot::read(doc.clone(), size));
+        Ok(doc)
+    }
+
+    /// The stored document and its size.
+    async fn docs_stored(
+        &self,
+        tx: &mut Tx,
+        owner: Owner<'_>,
+        collection: &str,
+        id: &str,
+    ) -> Result<Option<(Document, i64)>> {
         let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {} FROM documents WHERE tenant_id = $1 AND plugin = $2 AND collection = $3 AND id = $4",
+            "SELECT {}, size FROM documents WHERE tenant_id = $1 AND plugin = $2 AND collection = $3 AND id = $4",
             self.body_select()
         )))
         .bind(owner.tenant.as_str())
@@ -329,39 +335,55 @@ impl Storage {
         .bind(id)
         .fetch_optional(&mut **tx)
         .await?;
-        row.as_ref().map(document_from_row).transpose()
+        match row {
+            Some(row) => Ok(Some((document_from_row(&row)?, row.try_get("size")?))),
+            None => Ok(None),
+        }
     }
 
     /// Removes document `id`; true if it existed.
     pub async fn docs_delete(
         &self,
-        tx: &mut crate::db::Tx,
-        owner: Owner<'_>,
+        unit: &mut UnitOfWork,
         collection: &str,
         id: &str,
     ) -> Result<bool> {
         check_collection(collection)?;
         check_id(id)?;
-        let size = sqlx::query_scalar::<_, i64>(
-            "DELETE FROM documents WHERE tenant_id = $1 AND plugin = $2 AND collection = $3 AND id = $4 RETURNING size",
-        )
-        .bind(owner.tenant.as_str())
-        .bind(owner.plugin)
-        .bind(collection)
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?;
-        let Some(size) = size else {
+        if self.docs_current(unit, collection, id).await?.is_none() {
             return Ok(false);
+        }
+        let stored = unit.doc_stored(collection, id);
+        let slot = Slot {
+            stored,
+            current: Some(None),
+            dirty: matches!(stored, Some(Some(_))),
         };
-        self.charge(tx, owner.tenant, -1, -size).await?;
+        self.put_doc_slot(unit, collection, id, slot).await?;
         Ok(true)
     }
 
-    /// Documents of `collection` matching `query`.
+    /// Documents of `collection` matching `query`; in a unit, its writes so
+    /// far are flushed first.
     pub async fn docs_query(
         &self,
-        tx: &mut crate::db::Tx,
+        reader: Reader<'_>,
+        collection: &str,
+        query: &Query,
+    ) -> Result<DocumentPage> {
+        match reader {
+            Reader::Tx(tx, owner) => self.docs_query_tx(tx, owner, collection, query).await,
+            Reader::Unit(unit) => {
+                self.flush(unit).await?;
+                let (tx, owner) = unit.parts();
+                self.docs_query_tx(tx, owner, collection, query).await
+            }
+        }
+    }
+
+    async fn docs_query_tx(
+        &self,
+        tx: &mut Tx,
         owner: Owner<'_>,
         collection: &str,
         query: &Query,

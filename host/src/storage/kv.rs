@@ -4,8 +4,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{Error, Owner, Result, Storage, len_i64};
-use crate::ids::now_ms;
+use super::unit::{Slot, UnitOfWork};
+use super::{Error, Owner, Reader, Result, Storage, len_i64};
+use crate::db::Tx;
 
 /// Longest key, in bytes.
 pub const MAX_KEY_BYTES: usize = 512;
@@ -50,11 +51,7 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// The value under `key` as seen by `tx`.
-async fn current_value(
-    tx: &mut crate::db::Tx,
-    owner: Owner<'_>,
-    key: &str,
-) -> Result<Option<Vec<u8>>> {
+async fn current_value(tx: &mut Tx, owner: Owner<'_>, key: &str) -> Result<Option<Vec<u8>>> {
     Ok(sqlx::query_scalar::<_, Vec<u8>>(
         "SELECT value FROM kv_entries WHERE tenant_id = $1 AND plugin = $2 AND key = $3",
     )
@@ -67,29 +64,31 @@ async fn current_value(
 
 impl Storage {
     /// The value under `key`.
-    pub async fn kv_get(
-        &self,
-        tx: &mut crate::db::Tx,
-        owner: Owner<'_>,
-        key: &str,
-    ) -> Result<Option<Vec<u8>>> {
+    pub async fn kv_get(&self, reader: Reader<'_>, key: &str) -> Result<Option<Vec<u8>>> {
         check_key(key)?;
+        match reader {
+            Reader::Tx(tx, owner) => current_value(tx, owner, key).await,
+            Reader::Unit(unit) => self.kv_current(unit, key).await,
+        }
+    }
+
+    /// What the unit's call sees under `key`, read once from the database.
+    async fn kv_current(&self, unit: &mut UnitOfWork, key: &str) -> Result<Option<Vec<u8>>> {
+        if let Some(current) = unit.kv_slot(key).and_then(|s| s.current.clone()) {
+            return Ok(current);
+        }
+        let (tx, owner) = unit.parts();
         let value = current_value(tx, owner, key).await?;
+        let size = value.as_ref().map(|v| len_i64(key.len() + v.len()));
+        unit.set_kv_slot(key, Slot::read(value.clone(), size));
         Ok(value)
     }
 
-    /// Stores `value` under `key`.
-    pub async fn kv_set(
-        &self,
-        tx: &mut crate::db::Tx,
-        owner: Owner<'_>,
-        key: &str,
-        value: &[u8],
-    ) -> Result<()> {
+    /// Stores `value` under `key` (written at the unit's flush).
+    pub async fn kv_set(&self, unit: &mut UnitOfWork, key: &str, value: &[u8]) -> Result<()> {
         check_key(key)?;
         self.check_value(value)?;
-        self.kv_write(tx, owner, key, value).await?;
-        Ok(())
+        self.kv_write(unit, key, value).await
     }
 
     fn check_value(&self, value: &[u8]) -> Result<()> {
@@ -99,38 +98,44 @@ impl Storage {
         Ok(())
     }
 
-    /// Writes `value` in `tx`, charging the quota with the size change.
-    async fn kv_write(
-        &self,
-        tx: &mut crate::db::Tx,
-        owner: Owner<'_>,
-        key: &str,
-        value: &[u8],
-    ) -> Result<()> {
-        let old = self.kv_old_len(tx, owner, key).await?;
-        let new_len = len_i64(key.len() + value.len());
-        let (keys, bytes) = match old {
-            Some(old_len) => (0, new_len - old_len),
-            None => (1, new_len),
+    async fn kv_write(&self, unit: &mut UnitOfWork, key: &str, value: &[u8]) -> Result<()> {
+        // The stored size, if known; a key never read is written blind and
+        // counted as new until the flush reads its size.
+        let stored = unit.kv_slot(key).and_then(|s| s.stored);
+        let slot = Slot {
+            stored,
+            current: Some(Some(value.to_vec())),
+            dirty: true,
         };
-        self.charge(tx, owner.tenant, keys, bytes).await?;
-        sqlx::query(
-            "INSERT INTO kv_entries (tenant_id, plugin, key, value, updated_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (tenant_id, plugin, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-        )
-        .bind(owner.tenant.as_str())
-        .bind(owner.plugin)
-        .bind(key.as_bytes())
-        .bind(value)
-        .bind(now_ms())
-        .execute(&mut **tx)
-        .await?;
-        Ok(())
+        self.put_kv_slot(unit, key, slot).await
     }
 
-    async fn kv_old_len(
+    /// Removes `key`; true if it existed.
+    pub async fn kv_delete(&self, unit: &mut UnitOfWork, key: &str) -> Result<bool> {
+        check_key(key)?;
+        let stored = match unit.kv_slot(key).and_then(|s| s.stored) {
+            Some(stored) => stored,
+            None => {
+                let (tx, owner) = unit.parts();
+                self.kv_stored_len(tx, owner, key).await?
+            }
+        };
+        let existed = match unit.kv_slot(key).and_then(|s| s.current.as_ref()) {
+            Some(current) => current.is_some(),
+            None => stored.is_some(),
+        };
+        let slot = Slot {
+            stored: Some(stored),
+            current: Some(None),
+            dirty: stored.is_some(),
+        };
+        self.put_kv_slot(unit, key, slot).await?;
+        Ok(existed)
+    }
+
+    pub(super) async fn kv_stored_len(
         &self,
-        tx: &mut crate::db::Tx,
+        tx: &mut Tx,
         owner: Owner<'_>,
         key: &str,
     ) -> Result<Option<i64>> {
@@ -146,29 +151,31 @@ impl Storage {
         .await?)
     }
 
-    /// Removes `key`; true if it existed.
-    pub async fn kv_delete(
+    /// Entries whose key starts with `prefix`, after `cursor`, at most
+    /// `limit`; in a unit, its writes so far are flushed first.
+    pub async fn kv_list_prefix(
         &self,
-        tx: &mut crate::db::Tx,
-        owner: Owner<'_>,
-        key: &str,
-    ) -> Result<bool> {
-        check_key(key)?;
-        let Some(old_len) = self.kv_old_len(tx, owner, key).await? else {
-            return Ok(false);
-        };
-        sqlx::query("DELETE FROM kv_entries WHERE tenant_id = $1 AND plugin = $2 AND key = $3")
-            .bind(owner.tenant.as_str())
-            .bind(owner.plugin)
-            .bind(key.as_bytes())
-            .execute(&mut **tx)
-            .await?;
-        self.charge(tx, owner.tenant, -1, -old_len).await?;
-        Ok(true)
+        reader: Reader<'_>,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<EntryPage> {
+        match reader {
+            Reader::Tx(tx, owner) => {
+                self.kv_list_prefix_tx(tx, owner, prefix, cursor, limit)
+                    .await
+            }
+            Reader::Unit(unit) => {
+                self.flush(unit).await?;
+                let (tx, owner) = unit.parts();
+                self.kv_list_prefix_tx(tx, owner, prefix, cursor, limit)
+                    .await
+            }
+        }
     }
 
     /// Entries whose key starts with `prefix`, after `cursor`, at most `limit`.
-    pub async fn kv_list_prefix(
+    async fn kv_list_prefix_tx(
         &self,
         tx: &mut crate::db::Tx,
         owner: Owner<'_>,
@@ -243,16 +250,9 @@ impl Storage {
     }
 
     /// Adds `delta` to the decimal integer under `key` (absent: 0).
-    pub async fn kv_increment(
-        &self,
-        tx: &mut crate::db::Tx,
-        owner: Owner<'_>,
-        key: &str,
-        delta: i64,
-    ) -> Result<i64> {
+    pub async fn kv_increment(&self, unit: &mut UnitOfWork, key: &str, delta: i64) -> Result<i64> {
         check_key(key)?;
-        let current = current_value(tx, owner, key).await?;
-        let current = match current {
+        let current = match self.kv_current(unit, key).await? {
             None => 0,
             Some(bytes) => std::str::from_utf8(&bytes)
                 .ok()
@@ -260,7 +260,7 @@ impl Storage {
                 .ok_or(Error::NotAnInteger)?,
         };
         let value = current.checked_add(delta).ok_or(Error::Overflow)?;
-        self.kv_write(tx, owner, key, value.to_string().as_bytes())
+        self.kv_write(unit, key, value.to_string().as_bytes())
             .await?;
         Ok(value)
     }
@@ -269,19 +269,18 @@ impl Storage {
     /// (`None`: absent). True if swapped.
     pub async fn kv_compare_and_swap(
         &self,
-        tx: &mut crate::db::Tx,
-        owner: Owner<'_>,
+        unit: &mut UnitOfWork,
         key: &str,
         expected: Option<&[u8]>,
         new: &[u8],
     ) -> Result<bool> {
         check_key(key)?;
         self.check_value(new)?;
-        let current = current_value(tx, owner, key).await?;
+        let current = self.kv_current(unit, key).await?;
         if current.as_deref() != expected {
             return Ok(false);
         }
-        self.kv_write(tx, owner, key, new).await?;
+        self.kv_write(unit, key, new).await?;
         Ok(true)
     }
 }
