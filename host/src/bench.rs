@@ -11,10 +11,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod events;
+mod forum;
+mod http;
+mod search;
+mod text;
+
 use anyhow::Context;
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
+use hyper::Method;
 
 use crate::app::App;
 use crate::capabilities::{Binding, types};
@@ -43,6 +47,17 @@ pub struct BenchArgs {
     /// Posts in the search phase (0 skips it).
     #[arg(long, default_value_t = 100_000)]
     pub search_posts: usize,
+    /// Events published in the events phase (0 skips it).
+    #[arg(long, default_value_t = 20_000)]
+    pub events: usize,
+    /// Posts the forum phase writes through HTTP before it searches them
+    /// (0 skips it).
+    #[arg(long, default_value_t = 100_000)]
+    pub forum_posts: usize,
+    /// Run only the phases after the HTTP and per-call ones (search,
+    /// events, forum).
+    #[arg(long)]
+    pub skip_hello: bool,
 }
 
 struct Percentiles {
@@ -114,6 +129,9 @@ impl BenchServer {
                 let setup = async {
                     let app = App::start(config).await?;
                     crate::seed::install_bundled(&app).await?;
+                    // Event delivery, the scheduler and the search committer,
+                    // as `weft serve` runs them.
+                    app.spawn_background();
                     let tenant = app.tenants.create("bench", "Bench").await?;
                     app.catalog.set_enabled(&tenant.id, "hello", true).await?;
                     let key = app
@@ -156,6 +174,40 @@ impl BenchServer {
     }
 }
 
+impl BenchServer {
+    /// The bench tenant's id.
+    async fn tenant(&self) -> anyhow::Result<crate::ids::TenantId> {
+        Ok(self.app.tenants.by_slug("bench").await?.id)
+    }
+
+    /// Enables installed plugin `name` for the bench tenant.
+    async fn enable(&self, name: &str) -> anyhow::Result<()> {
+        let tenant = self.tenant().await?;
+        self.app.catalog.set_enabled(&tenant, name, true).await?;
+        Ok(())
+    }
+
+    /// Installs test plugin `name` (built beside this binary by the build
+    /// script) and enables it for the bench tenant.
+    async fn install_test_plugin(&self, name: &str) -> anyhow::Result<()> {
+        let (manifest, component) = crate::bundled::test_plugin(name)
+            .with_context(|| format!("test plugin {name} (run from the build tree)"))?;
+        self.app.runtime.install(&manifest, &component).await?;
+        self.enable(name).await
+    }
+
+    /// A new API key of the bench tenant with `role`.
+    async fn key(&self, role: Role) -> anyhow::Result<String> {
+        let tenant = self.tenant().await?;
+        Ok(self
+            .app
+            .api_keys
+            .create(&tenant, "bench", role, None)
+            .await?
+            .secret)
+    }
+}
+
 impl Drop for BenchServer {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
@@ -175,31 +227,45 @@ async fn load(
     connections: usize,
     duration: Duration,
 ) -> anyhow::Result<(f64, Percentiles, u64)> {
+    let path = path.to_owned();
+    let key = key.map(str::to_owned);
+    load_with(addr, connections, duration, move |_, _| {
+        (Method::GET, path.clone(), key.clone(), None)
+    })
+    .await
+}
+
+/// One request of a load: method, path, bearer token, JSON body.
+type Planned = (Method, String, Option<String>, Option<serde_json::Value>);
+
+/// Drives `connections` keep-alive connections for `duration`, connection
+/// `c` sending `plan(c, i)` as its `i`th request; returns requests/s, the
+/// latencies and the number of non-2xx answers.
+async fn load_with(
+    addr: std::net::SocketAddr,
+    connections: usize,
+    duration: Duration,
+    plan: impl Fn(usize, usize) -> Planned + Send + Sync + 'static,
+) -> anyhow::Result<(f64, Percentiles, u64)> {
     let deadline = Instant::now() + duration;
+    let plan = Arc::new(plan);
     let mut tasks = Vec::new();
-    for _ in 0..connections {
-        let path = path.to_owned();
-        let auth = key.map(|k| format!("Bearer {k}"));
+    for c in 0..connections {
+        let plan = plan.clone();
         tasks.push(tokio::spawn(async move {
-            let stream = tokio::net::TcpStream::connect(addr).await?;
-            stream.set_nodelay(true)?;
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-            tokio::spawn(conn);
+            let mut conn = http::Conn::open(addr).await?;
             let mut latencies = Vec::with_capacity(100_000);
             let mut errors = 0u64;
+            let mut i = 0;
             while Instant::now() < deadline {
-                let mut req = hyper::Request::get(path.as_str()).header("host", "bench");
-                if let Some(auth) = &auth {
-                    req = req.header("authorization", auth.as_str());
-                }
-                let req = req.body(Empty::<Bytes>::new())?;
+                let (method, path, key, body) = plan(c, i);
+                i += 1;
                 let started = Instant::now();
-                let resp = sender.send_request(req).await?;
-                let ok = resp.status().is_success();
-                resp.into_body().collect().await?;
+                let (status, _) = conn
+                    .send(method, &path, key.as_deref(), body.as_ref())
+                    .await?;
                 latencies.push(started.elapsed().as_micros() as u64);
-                if !ok {
+                if !status.is_success() {
                     errors += 1;
                 }
             }
@@ -219,188 +285,10 @@ async fn load(
     Ok((rate, percentiles(all), errors))
 }
 
-/// Indexes `posts` synthetic forum posts for one tenant, then times queries.
-fn search_phase(posts: usize) -> anyhow::Result<()> {
-    use crate::search::{FieldKind, FieldSpec, IndexSpec, Search, SearchRequest};
-    use crate::storage::Owner;
-    // A fixed vocabulary with a skewed (Zipf-like) pick, so that some words
-    // are common and some rare, like real text.
-    const WORDS: &[&str] = &[
-        "rust",
-        "wasm",
-        "plugin",
-        "tenant",
-        "error",
-        "handling",
-        "async",
-        "runtime",
-        "memory",
-        "limit",
-        "forum",
-        "topic",
-        "reply",
-        "search",
-        "index",
-        "query",
-        "database",
-        "postgres",
-        "sqlite",
-        "cache",
-        "latency",
-        "throughput",
-        "deploy",
-        "server",
-        "client",
-        "request",
-        "response",
-        "header",
-        "body",
-        "stream",
-        "buffer",
-        "thread",
-        "lock",
-        "channel",
-        "future",
-        "trait",
-        "generic",
-        "lifetime",
-        "borrow",
-        "compile",
-        "cargo",
-        "crate",
-        "module",
-        "function",
-        "closure",
-        "iterator",
-        "vector",
-        "string",
-        "option",
-        "result",
-        "panic",
-        "trap",
-        "fuel",
-        "epoch",
-        "component",
-        "interface",
-        "world",
-        "import",
-        "export",
-        "binding",
-        "guest",
-        "host",
-        "linker",
-        "store",
-        "instance",
-        "table",
-        "global",
-    ];
-    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
-    let mut word = || {
-        let r = (next() % 10_000) as f64 / 10_000.0;
-        WORDS[((r * r * r) * WORDS.len() as f64) as usize % WORDS.len()]
-    };
-    let dir = tempfile::tempdir()?;
-    let search = Search::new(dir.path().to_path_buf());
-    let tenant = crate::ids::TenantId::generate();
-    let owner = Owner {
-        tenant: &tenant,
-        plugin: "forum",
-    };
-    let spec = IndexSpec {
-        fields: vec![
-            FieldSpec {
-                name: "title".into(),
-                kind: FieldKind::Text,
-            },
-            FieldSpec {
-                name: "body".into(),
-                kind: FieldKind::Text,
-            },
-            FieldSpec {
-                name: "category".into(),
-                kind: FieldKind::Keyword,
-            },
-            FieldSpec {
-                name: "created_at".into(),
-                kind: FieldKind::Integer,
-            },
-        ],
-    };
-    search.define(owner, "posts", &spec)?;
-    let started = Instant::now();
-    for i in 0..posts {
-        let title: Vec<&str> = (0..6).map(|_| word()).collect();
-        let body: Vec<&str> = (0..60).map(|_| word()).collect();
-        let mut doc = serde_json::Map::new();
-        doc.insert("title".into(), title.join(" ").into());
-        doc.insert("body".into(), body.join(" ").into());
-        doc.insert("category".into(), format!("c{}", i % 20).into());
-        doc.insert("created_at".into(), (i as i64).into());
-        search.upsert(owner, "posts", &format!("p{i}"), &doc)?;
-        if i % 20_000 == 19_999 {
-            search.commit_pending();
-        }
-    }
-    search.commit(owner, "posts")?;
-    let index_secs = started.elapsed().as_secs_f64();
-    let queries = [
-        "rust error",
-        "async runtime memory",
-        "\"component interface\"",
-        "plugin AND tenant",
-        "linker",
-        "cargo crate module",
-    ];
-    let mut times = Vec::new();
-    for round in 0..200 {
-        for q in queries {
-            let request = SearchRequest {
-                query: q.into(),
-                limit: 20,
-                highlight: vec!["body".into()],
-                offset: (round % 3) * 20,
-                ..SearchRequest::default()
-            };
-            let t = Instant::now();
-            let page = search.search(owner, "posts", &request)?;
-            times.push(t.elapsed().as_micros() as u64);
-            anyhow::ensure!(page.total > 0, "query {q} found nothing");
-        }
-    }
-    let p = percentiles(times);
-    println!(
-        "\n## search ({posts} posts, one tenant; 60-word bodies; top 20 with body snippets)\n"
-    );
-    println!(
-        "indexed in {index_secs:.1} s ({:.0} posts/s); query p50 {:.2} ms, p99 {:.2} ms",
-        posts as f64 / index_secs,
-        p.p50 / 1000.0,
-        p.p99 / 1000.0
-    );
-    println!(
-        "RESULT search_posts={posts} index_posts_per_s={:.0} query_p50_ms={:.3} query_p99_ms={:.3}",
-        posts as f64 / index_secs,
-        p.p50 / 1000.0,
-        p.p99 / 1000.0
-    );
-    Ok(())
-}
-
-/// Runs every phase and prints the results.
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+/// The hello phases: HTTP throughput and latency, per-call instantiation,
+/// precompiled load, memory per tenant.
+async fn hello_phases(args: &BenchArgs) -> anyhow::Result<()> {
     let duration = Duration::from_secs(args.duration);
-    println!(
-        "weft bench — {} connections, {} s per phase, {} cores",
-        args.connections,
-        args.duration,
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
     println!("\n## hello through HTTP (API-key auth + plugin + metering)\n");
     println!("| server threads | metering | calls/s | p50 ms | p99 ms | non-2xx |");
     println!("|---:|---|---:|---:|---:|---:|");
@@ -512,22 +400,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     // Memory: tenants enabling hello, each called once over HTTP.
     let client_call = |slug: String| async move {
-        let stream = tokio::net::TcpStream::connect(server.addr).await?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(conn);
-        let resp = sender
-            .send_request(
-                hyper::Request::get(format!("/t/{slug}/p/hello/hello"))
-                    .header("host", "bench")
-                    .body(Empty::<Bytes>::new())?,
-            )
+        let mut conn = http::Conn::open(server.addr).await?;
+        let (status, _) = conn
+            .send(Method::GET, &format!("/t/{slug}/p/hello/hello"), None, None)
             .await?;
-        anyhow::ensure!(
-            resp.status().is_success(),
-            "tenant {slug}: {}",
-            resp.status()
-        );
+        anyhow::ensure!(status.is_success(), "tenant {slug}: {status}");
         anyhow::Ok(())
     };
     client_call("bench".into()).await?;
@@ -549,9 +426,29 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!(
         "RESULT rss_per_tenant_kib={per_tenant:.2} rss_before_kib={before} rss_after_kib={after}"
     );
+    Ok(())
+}
+
+/// Runs every phase and prints the results.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    println!(
+        "weft bench — {} connections, {} s per phase, {} cores",
+        args.connections,
+        args.duration,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    if !args.skip_hello {
+        hello_phases(&args).await?;
+    }
     if args.search_posts > 0 {
         let posts = args.search_posts;
-        tokio::task::spawn_blocking(move || search_phase(posts)).await??;
+        tokio::task::spawn_blocking(move || search::run(posts)).await??;
+    }
+    if args.events > 0 {
+        events::run(args.events).await?;
+    }
+    if args.forum_posts > 0 {
+        forum::run(&args).await?;
     }
     Ok(())
 }
