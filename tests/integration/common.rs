@@ -24,7 +24,6 @@ pub enum Engine {
 pub struct TestUser {
     /// The host's user id (what plugins see as the caller's id).
     pub id: String,
-    pub name: String,
     pub token: String,
 }
 
@@ -339,7 +338,6 @@ impl Server {
         assert_eq!(status, StatusCode::OK, "{body}");
         TestUser {
             id,
-            name: name.to_owned(),
             token: body["token"].as_str().expect("token").to_owned(),
         }
     }

@@ -193,7 +193,7 @@ both_engines!(permissions_and_tenant_isolation, async |s: &Server| {
     let (status, _) = s.get(&f(&a, &format!("/topics/{members}")), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (_, list) = s.get(&f(&a, "/topics"), None).await;
-    assert_eq!(ids(&list, "topics", "id"), [public.clone()]);
+    assert_eq!(ids(&list, "topics", "id"), [public.as_str()]);
     search_finds(
         s,
         &a,
@@ -343,7 +343,7 @@ both_engines!(permissions_and_tenant_isolation, async |s: &Server| {
         .await;
     assert_eq!(status, StatusCode::OK, "banned members still read");
     let (_, bans) = s.get(&f(&a, "/moderation/bans"), Some(&bob.token)).await;
-    assert_eq!(ids(&bans, "bans", "user_id"), [carl.id.clone()]);
+    assert_eq!(ids(&bans, "bans", "user_id"), [carl.id.as_str()]);
     let (status, _) = s
         .delete(
             &f(&a, &format!("/moderation/bans/{}", carl.id)),
@@ -357,8 +357,8 @@ both_engines!(permissions_and_tenant_isolation, async |s: &Server| {
     assert_eq!(status, StatusCode::CREATED, "{body}");
 });
 
-/// Ann's topic and Bob's replies: quotes, reactions, revisions, unread
-/// marks, pagination, pinning, soft deletion and recovery, trust levels.
+// Ann's topic and Bob's replies: quotes, reactions, revisions, unread
+// marks, pagination, pinning, soft deletion and recovery, trust levels.
 both_engines!(
     a_discussion_from_first_post_to_recovery,
     async |s: &Server| {
@@ -594,7 +594,7 @@ both_engines!(
             .await;
         assert_eq!(status, StatusCode::OK);
         let (_, list) = s.get(&f(&t, "/topics?limit=1"), None).await;
-        assert_eq!(ids(&list, "topics", "id"), [first.clone()], "pinned first");
+        assert_eq!(ids(&list, "topics", "id"), [first.as_str()], "pinned first");
         let (status, body) = s.get(&f(&t, "/topics?cursor=garbage"), None).await;
         assert_eq!(
             (status, code(&body)),
@@ -1382,7 +1382,7 @@ both_engines_with!(
             [busy.clone(), liked.clone()]
         );
         let (_, list) = s.get(&f(&t, "/digests"), None).await;
-        assert_eq!(ids(&list, "digests", "date"), [date.clone()]);
+        assert_eq!(ids(&list, "digests", "date"), [date.as_str()]);
 
         // Admins see the schedule's last and next run.
         let (_, schedules) = s
