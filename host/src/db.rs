@@ -33,39 +33,63 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 type Transaction = sqlx::Transaction<'static, Any>;
+type Connection = <Transaction as Deref>::Target;
 
 /// A transaction on the pool. It derefs to the connection, so statements
 /// run on `&mut *tx`. On SQLite a writing transaction also holds the
 /// process's write gate until it commits or is dropped (rolled back).
 #[derive(Debug)]
 pub struct Tx {
-    inner: Transaction,
+    inner: Inner,
     _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+#[derive(Debug)]
+enum Inner {
+    Transaction(Transaction),
+    /// A read on SQLite: each statement is its own read transaction.
+    /// `BEGIN` and `COMMIT` would be two more round trips to the
+    /// connection's worker thread for every read, and reads get no more
+    /// from them than PostgreSQL's READ COMMITTED gives: a snapshot per
+    /// statement.
+    Autocommit(sqlx::pool::PoolConnection<Any>),
 }
 
 impl Tx {
     /// Commits, then lets the next writer in.
     pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.inner.commit().await
+        match self.inner {
+            Inner::Transaction(tx) => tx.commit().await,
+            Inner::Autocommit(_) => Ok(()),
+        }
     }
 
     /// Rolls back, then lets the next writer in.
     pub async fn rollback(self) -> Result<(), sqlx::Error> {
-        self.inner.rollback().await
+        match self.inner {
+            Inner::Transaction(tx) => tx.rollback().await,
+            Inner::Autocommit(_) => Ok(()),
+        }
     }
 }
 
 impl Deref for Tx {
-    type Target = <Transaction as Deref>::Target;
+    type Target = Connection;
 
     fn deref(&self) -> &Self::Target {
-        &self.inner
+        match &self.inner {
+            Inner::Transaction(tx) => tx,
+            Inner::Autocommit(conn) => conn,
+        }
     }
 }
 
 impl DerefMut for Tx {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.inner
+        match &mut self.inner {
+            Inner::Transaction(tx) => tx,
+            Inner::Autocommit(conn) => conn,
+        }
     }
 }
 
@@ -180,14 +204,17 @@ impl Db {
 
     /// Begins a transaction that sees only what `scope` allows.
     pub async fn begin(&self, scope: Scope<'_>, mode: Mode) -> Result<Tx> {
-        let (mut tx, gate) = match (self.engine, mode) {
+        let (inner, gate) = match (self.engine, mode) {
             (Engine::Sqlite, Mode::Write) => {
                 // The gate first: a writer waiting for it holds no connection.
                 let gate = self.write_gate.clone().lock_owned().await;
-                (self.pool.begin_with("BEGIN IMMEDIATE").await?, Some(gate))
+                let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+                (Inner::Transaction(tx), Some(gate))
             }
-            _ => (self.pool.begin().await?, None),
+            (Engine::Sqlite, Mode::Read) => (Inner::Autocommit(self.pool.acquire().await?), None),
+            (Engine::Postgres, _) => (Inner::Transaction(self.pool.begin().await?), None),
         };
+        let mut tx = Tx { inner, _gate: gate };
         if self.engine == Engine::Postgres {
             let tenant = match scope {
                 Scope::Tenant(id) => id.as_str(),
@@ -198,10 +225,7 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
         }
-        Ok(Tx {
-            inner: tx,
-            _gate: gate,
-        })
+        Ok(tx)
     }
 
     /// True when the PostgreSQL role bypasses row-level security (superuser
