@@ -1,11 +1,17 @@
 //! First-run set-up: the bundled plugins installed, a superadmin and a demo
 //! tenant with an admin user and an API key, the secrets printed once.
 
+use std::sync::Arc;
+
+use serde_json::Map;
+
 use crate::app::App;
 use crate::bundled::BUNDLED;
+use crate::capabilities::{Binding, types};
 use crate::catalog;
-use crate::runtime;
-use crate::tenancy::{NewUser, Role};
+use crate::ids::TenantId;
+use crate::runtime::{self, CallRequest, Invocation, Reply};
+use crate::tenancy::{NewUser, Role, User};
 
 /// Installs bundled plugins whose version is not installed yet.
 pub async fn install_bundled(app: &App) -> anyhow::Result<()> {
@@ -49,7 +55,8 @@ pub async fn seed_demo(app: &App) -> anyhow::Result<Option<String>> {
         .await?;
     let tenant = app.tenants.create("demo", "Demo Business").await?;
     let admin_password = random_password();
-    app.users
+    let admin = app
+        .users
         .create(NewUser {
             tenant: Some(&tenant.id),
             email: "admin@demo.local",
@@ -65,6 +72,7 @@ pub async fn seed_demo(app: &App) -> anyhow::Result<Option<String>> {
     for (name, _, _) in BUNDLED {
         app.catalog.set_enabled(&tenant.id, name, true).await?;
     }
+    seed_forum(app, &tenant.id, &admin).await;
     let base = format!("http://{}", app.config.bind);
     Ok(Some(format!(
         "\n  Weft demo seeded (shown once; store these now)\n\
@@ -72,9 +80,48 @@ pub async fn seed_demo(app: &App) -> anyhow::Result<Option<String>> {
          \n  tenant       demo  (admin@demo.local / {admin_password})\
          \n  API key      {}\n\
          \n  try: curl {base}/t/demo/p/hello/hello\
-         \n       curl -H 'Authorization: Bearer {}' -X POST {base}/t/demo/p/hello/counter/increment\n",
+         \n       curl -H 'Authorization: Bearer {}' -X POST {base}/t/demo/p/hello/counter/increment\
+         \n       curl {base}/t/demo/p/forum/categories\n",
         key.secret, key.secret
     )))
+}
+
+/// Gives the demo forum its first category, made by the demo admin through
+/// the forum's own route (a forum with nowhere to post is no demo). A
+/// failure is logged: the demo works without it.
+async fn seed_forum(app: &App, tenant: &TenantId, admin: &User) {
+    let Some(plugin) = app.runtime.plugin("forum") else {
+        return;
+    };
+    let body = br#"{"name":"General","description":"Anything about this business: questions, ideas, news.","read":"public","post":"users"}"#;
+    let call = CallRequest {
+        binding: Binding {
+            tenant: tenant.clone(),
+            plugin: "forum".into(),
+            version: plugin.manifest.plugin.version.clone(),
+        },
+        settings: Arc::new(plugin.manifest.effective_settings(&Map::new())),
+        idempotency_key: "seed:forum:general".into(),
+        request_id: "seed".into(),
+        invocation: Invocation::Http(types::Request {
+            method: types::Method::Post,
+            path: "/categories".into(),
+            query: String::new(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.to_vec(),
+            caller: Some(types::Principal {
+                id: admin.id.to_string(),
+                name: admin.name.clone(),
+                role: types::Role::Admin,
+                kind: types::CredentialKind::Session,
+            }),
+            request_id: "seed".into(),
+        }),
+    };
+    match app.runtime.call(&plugin, &app.meter, call).await.result {
+        Ok(Reply::Http(r)) if r.status == 201 => {}
+        other => tracing::warn!(outcome = ?other.map(|_| ()), "the demo forum got no category"),
+    }
 }
 
 fn random_password() -> String {

@@ -226,6 +226,16 @@ async fn kill_mid_event_stream(engine: Engine) {
         })
         .expect("the first start prints the demo API key");
     let client = reqwest::Client::new();
+    // The demo forum comes with a category to post in.
+    let categories: serde_json::Value = client
+        .get(format!("{base}/t/demo/p/forum/categories"))
+        .send()
+        .await
+        .expect("categories")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(categories["categories"][0]["id"], "general", "{categories}");
     for name in ["publisher", "subscriber"] {
         let resp = client
             .put(format!("{base}/v1/tenants/demo/plugins/{name}"))
