@@ -58,6 +58,11 @@ pub struct BenchArgs {
     /// events, forum).
     #[arg(long)]
     pub skip_hello: bool,
+    /// Run the events and forum phases on PostgreSQL: an admin URL under
+    /// which each server gets a new database owned by a new ordinary role
+    /// (dropped afterwards), as the tests do.
+    #[arg(long, value_name = "ADMIN_URL")]
+    pub postgres: Option<String>,
 }
 
 struct Percentiles {
@@ -98,16 +103,80 @@ struct BenchServer {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     _dir: tempfile::TempDir,
+    /// The PostgreSQL admin URL and the database made for this server.
+    pg: Option<(String, String)>,
+}
+
+/// Makes a database owned by a new ordinary role (row-level security
+/// applies to it, as in production); returns its name and URL.
+fn create_pg_database(admin_url: &str) -> anyhow::Result<(String, String)> {
+    use sqlx::Connection;
+    let name = format!("weft_bench_{}", uuid::Uuid::new_v4().simple());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut conn = sqlx::PgConnection::connect(admin_url).await?;
+        for stmt in [
+            format!("CREATE ROLE {name} LOGIN NOSUPERUSER NOBYPASSRLS"),
+            format!("CREATE DATABASE {name} OWNER {name}"),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(stmt))
+                .execute(&mut conn)
+                .await?;
+        }
+        anyhow::Ok(())
+    })?;
+    let rest = admin_url.trim_start_matches("postgres://");
+    let host = rest.split_once('@').map_or(rest, |(_, h)| h);
+    let host = host.split('/').next().unwrap_or("127.0.0.1:5432");
+    Ok((name.clone(), format!("postgres://{name}@{host}/{name}")))
+}
+
+fn drop_pg_database(admin_url: &str, name: &str) {
+    use sqlx::Connection;
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    rt.block_on(async {
+        if let Ok(mut conn) = sqlx::PgConnection::connect(admin_url).await {
+            for stmt in [
+                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                format!("DROP ROLE IF EXISTS {name}"),
+            ] {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(stmt))
+                    .execute(&mut conn)
+                    .await;
+            }
+        }
+    });
 }
 
 impl BenchServer {
+    /// A server on SQLite in a temp dir, or on a new PostgreSQL database
+    /// under `postgres` (an admin URL).
     fn start(workers: usize, durable_ack: bool) -> anyhow::Result<Self> {
+        Self::start_on(workers, durable_ack, None)
+    }
+
+    fn start_on(workers: usize, durable_ack: bool, postgres: Option<&str>) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut config = Config {
             bind: "127.0.0.1:0".parse()?,
             data_dir: dir.path().to_path_buf(),
             seed_demo: false,
             ..Config::default()
+        };
+        let pg = match postgres {
+            Some(admin) => {
+                let (name, url) = create_pg_database(admin)?;
+                config.database_url = url;
+                Some((admin.to_owned(), name))
+            }
+            None => None,
         };
         config.metering.durable_ack = durable_ack;
         config.runtime.cache_dir = Some(std::env::temp_dir().join("weft-bench-artifacts"));
@@ -170,6 +239,7 @@ impl BenchServer {
             stop: Some(stop_tx),
             thread: Some(thread),
             _dir: dir,
+            pg,
         })
     }
 }
@@ -215,6 +285,9 @@ impl Drop for BenchServer {
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+        if let Some((admin, name)) = self.pg.take() {
+            drop_pg_database(&admin, &name);
         }
     }
 }
@@ -445,7 +518,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || search::run(posts)).await??;
     }
     if args.events > 0 {
-        events::run(args.events).await?;
+        events::run(args.events, args.postgres.as_deref()).await?;
     }
     if args.forum_posts > 0 {
         forum::run(&args).await?;

@@ -97,8 +97,8 @@ pub struct Capabilities {
     log: LogBuffer,
     unit_of_work: Option<UnitOfWork>,
     write_began: Option<std::time::Instant>,
-    /// The call published events (the delivery workers are woken after commit).
-    published: bool,
+    /// Events the call published, written when its unit of work commits.
+    events: Vec<crate::events::Pending>,
     /// Search writes journaled in the unit of work, applied after it commits.
     search_writes: Vec<crate::search::Journaled>,
     /// The unit of work was lent by a batch of calls: this call is a
@@ -112,8 +112,8 @@ pub struct GivenBack {
     pub unit: UnitOfWork,
     /// Search writes to apply once the batch commits (none if rolled back).
     pub search_writes: Vec<crate::search::Journaled>,
-    /// The call published events (and kept them).
-    pub published: bool,
+    /// Events the call published (none if rolled back).
+    pub events: Vec<crate::events::Pending>,
 }
 
 /// Runs `$body` (a future using `$storage` and `$r`) against the call's
@@ -180,7 +180,7 @@ impl Capabilities {
             log,
             unit_of_work: None,
             write_began: None,
-            published: false,
+            events: Vec::new(),
             search_writes: Vec::new(),
             lent: false,
         }
@@ -208,12 +208,12 @@ impl Capabilities {
         } else {
             unit.rollback_savepoint().await?;
             self.search_writes.clear();
-            self.published = false;
+            self.events.clear();
         }
         Ok(Some(GivenBack {
             unit,
             search_writes: std::mem::take(&mut self.search_writes),
-            published: std::mem::take(&mut self.published),
+            events: std::mem::take(&mut self.events),
         }))
     }
 
@@ -230,16 +230,23 @@ impl Capabilities {
             return Ok(());
         };
         self.services.storage.flush(&mut unit).await?;
-        unit.into_tx().commit().await?;
         let owner = storage::Owner {
             tenant: &self.binding.tenant,
             plugin: &self.binding.plugin,
         };
+        let mut tx = unit.into_tx();
+        let queued = self
+            .services
+            .events
+            .write(&mut tx, owner, &self.events)
+            .await
+            .map_err(storage::Error::from)?;
+        tx.commit().await?;
         let writes = std::mem::take(&mut self.search_writes);
         if !writes.is_empty() {
             self.services.search.apply(owner, writes);
         }
-        if self.published {
+        if queued {
             self.services.events.wake();
         }
         Ok(())
@@ -250,7 +257,7 @@ impl Capabilities {
         self.write_began = None;
         self.unit_of_work = None;
         self.search_writes.clear();
-        self.published = false;
+        self.events.clear();
     }
 
     /// Adds every platform interface to `linker`; `get` projects the

@@ -93,6 +93,49 @@ impl DerefMut for Tx {
     }
 }
 
+/// Rows per multi-row statement, largest first: a few fixed statement
+/// shapes, so every one stays in the driver's statement cache (and SQLite
+/// never resolves hundreds of parameters by name in one statement).
+pub const CHUNKS: [usize; 5] = [16, 8, 4, 2, 1];
+
+/// The largest statement size of [`CHUNKS`] that `remaining` rows fill.
+pub fn chunk_len(remaining: usize) -> usize {
+    CHUNKS
+        .iter()
+        .copied()
+        .find(|n| *n <= remaining)
+        .unwrap_or(1)
+}
+
+/// `$first, $first+step, …` for `count` placeholders.
+pub fn placeholders(first: usize, count: usize, step: usize) -> String {
+    (0..count)
+        .map(|i| format!("${}", first + i * step))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `($1, …, $cols), ($cols+1, …)` for `rows` rows; `casts` appends a cast
+/// to the column at that index.
+pub fn tuples(rows: usize, cols: usize, casts: &[(usize, &str)]) -> String {
+    (0..rows)
+        .map(|r| {
+            let cells = (0..cols)
+                .map(|c| {
+                    let cast = casts
+                        .iter()
+                        .find(|(i, _)| *i == c)
+                        .map_or("", |(_, cast)| cast);
+                    format!("${}{cast}", r * cols + c + 1)
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("({cells})")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Which engine is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
@@ -259,6 +302,19 @@ pub fn is_unique_violation(err: &sqlx::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statements_have_fixed_shapes() {
+        assert_eq!(chunk_len(40), 16);
+        assert_eq!(chunk_len(7), 4);
+        assert_eq!(chunk_len(3), 2);
+        assert_eq!(chunk_len(1), 1);
+        assert_eq!(placeholders(3, 3, 1), "$3, $4, $5");
+        assert_eq!(
+            tuples(2, 2, &[(1, "::jsonb")]),
+            "($1, $2::jsonb), ($3, $4::jsonb)"
+        );
+    }
 
     #[test]
     fn sqlite_path_is_read_from_url() {

@@ -17,7 +17,7 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 use crate::config::EventsConfig;
-use crate::db::{self, Db, Mode, Scope, Tx};
+use crate::db::{self, Db, Mode, Scope, Tx, chunk_len, tuples};
 use crate::ids::{TenantId, now_ms};
 use crate::storage::{self, Owner};
 
@@ -131,34 +131,56 @@ impl Events {
         }
     }
 
-    /// Queues the event in `tx` (the publishing call's unit of work) with one
-    /// delivery per plugin of the same tenant that is enabled and subscribes
-    /// to `topic`; returns the event id.
-    pub async fn publish(
+    /// A checked event, with its id: what a call publishes. It is written
+    /// by [`Self::write`] when the call's unit of work commits.
+    pub fn prepare(&self, topic: &str, payload: &str) -> Result<Pending, PublishError> {
+        self.check(topic, payload)?;
+        Ok(Pending {
+            id: uuid::Uuid::now_v7().to_string(),
+            topic: topic.to_owned(),
+            payload: payload.to_owned(),
+            created_at: now_ms(),
+        })
+    }
+
+    /// Writes the events `owner` published in `tx` (the unit of work that
+    /// published them, about to commit), with one delivery per plugin of
+    /// the same tenant that is enabled and subscribes to the topic; true if
+    /// any delivery was queued.
+    pub async fn write(
         &self,
         tx: &mut Tx,
         owner: Owner<'_>,
-        topic: &str,
-        payload: &str,
-    ) -> Result<String, PublishError> {
-        self.check(topic, payload)?;
-        let id = uuid::Uuid::now_v7().to_string();
-        let now = now_ms();
-        sqlx::query(
-            "INSERT INTO events (id, tenant_id, publisher, topic, payload, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&id)
-        .bind(owner.tenant.as_str())
-        .bind(owner.plugin)
-        .bind(topic)
-        .bind(payload)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-        let subscribers = self.subscribers(topic);
-        if subscribers.is_empty() {
-            return Ok(id);
+        events: &[Pending],
+    ) -> Result<bool, sqlx::Error> {
+        let mut rest = events;
+        while !rest.is_empty() {
+            let rows = chunk_len(rest.len());
+            let (chunk, tail) = rest.split_at(rows);
+            let sql = format!(
+                "INSERT INTO events (id, tenant_id, publisher, topic, payload, created_at) VALUES {}",
+                tuples(rows, 6, &[])
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for e in chunk {
+                query = query
+                    .bind(e.id.as_str())
+                    .bind(owner.tenant.as_str())
+                    .bind(owner.plugin)
+                    .bind(e.topic.as_str())
+                    .bind(e.payload.as_str())
+                    .bind(e.created_at);
+            }
+            query.execute(&mut **tx).await?;
+            rest = tail;
+        }
+        let wanted: Vec<(&Pending, Vec<String>)> = events
+            .iter()
+            .map(|e| (e, self.subscribers(&e.topic)))
+            .filter(|(_, subs)| !subs.is_empty())
+            .collect();
+        if wanted.is_empty() {
+            return Ok(false);
         }
         let enabled: Vec<String> = sqlx::query_scalar(
             "SELECT plugin FROM tenant_plugins WHERE tenant_id = $1 AND enabled = 1",
@@ -166,22 +188,51 @@ impl Events {
         .bind(owner.tenant.as_str())
         .fetch_all(&mut **tx)
         .await?;
-        for subscriber in subscribers.iter().filter(|s| enabled.contains(s)) {
-            sqlx::query(
+        let deliveries: Vec<(String, &Pending)> = wanted
+            .iter()
+            .flat_map(|(e, subs)| {
+                subs.iter()
+                    .filter(|s| enabled.contains(s))
+                    .map(move |s| (s.clone(), *e))
+            })
+            .collect();
+        let mut rest = deliveries.as_slice();
+        while !rest.is_empty() {
+            let rows = chunk_len(rest.len());
+            let (chunk, tail) = rest.split_at(rows);
+            let sql = format!(
                 "INSERT INTO deliveries (id, tenant_id, subscriber, kind, event_id, state, attempts, \
-                 next_attempt_at, created_at, updated_at) \
-                 VALUES ($1, $2, $3, 'event', $4, 'pending', 0, $5, $5, $5)",
-            )
-            .bind(uuid::Uuid::now_v7().to_string())
-            .bind(owner.tenant.as_str())
-            .bind(subscriber)
-            .bind(&id)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
+                 next_attempt_at, created_at, updated_at) VALUES {}",
+                tuples(rows, 10, &[])
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (subscriber, e) in chunk {
+                query = query
+                    .bind(uuid::Uuid::now_v7().to_string())
+                    .bind(owner.tenant.as_str())
+                    .bind(subscriber.as_str())
+                    .bind("event")
+                    .bind(e.id.as_str())
+                    .bind("pending")
+                    .bind(0_i64)
+                    .bind(e.created_at)
+                    .bind(e.created_at)
+                    .bind(e.created_at);
+            }
+            query.execute(&mut **tx).await?;
+            rest = tail;
         }
-        Ok(id)
+        Ok(!deliveries.is_empty())
     }
+}
+
+/// An event a call published, written when its unit of work commits.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub id: String,
+    pub topic: String,
+    pub payload: String,
+    pub created_at: i64,
 }
 
 /// Delay before retry number `attempts` (1-based): doubling from `base`,

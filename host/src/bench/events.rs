@@ -1,7 +1,8 @@
 //! Events end to end between two plugins: the `publisher` test plugin
 //! publishes over HTTP (50 events per call, 8 connections), the host
 //! delivers each to the `subscriber` test plugin's `on-event` (a kv write
-//! per event, committed with the delivery's done mark), on SQLite.
+//! per event, committed with the delivery's done mark), on SQLite or, with
+//! `--postgres`, PostgreSQL.
 
 use std::time::{Duration, Instant};
 
@@ -27,8 +28,13 @@ async fn done(server: &BenchServer) -> anyhow::Result<i64> {
 }
 
 /// Publishes about `events` events and waits until all are delivered.
-pub async fn run(events: usize) -> anyhow::Result<()> {
-    let server = BenchServer::start(2, true)?;
+pub async fn run(events: usize, postgres: Option<&str>) -> anyhow::Result<()> {
+    let server = BenchServer::start_on(2, true, postgres)?;
+    let engine = if postgres.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
     server.install_test_plugin("publisher").await?;
     server.install_test_plugin("subscriber").await?;
     let calls = events.div_ceil(PER_CALL).max(CONNECTIONS);
@@ -90,7 +96,7 @@ pub async fn run(events: usize) -> anyhow::Result<()> {
     let backlog = total as f64 - done_when_published as f64;
     let drain = backlog / (delivered - published).as_secs_f64().max(1e-6);
     println!(
-        "\n## events, publisher → subscriber ({total} events, {PER_CALL} per publish call, {CONNECTIONS} connections, SQLite)\n"
+        "\n## events, publisher → subscriber ({total} events, {PER_CALL} per publish call, {CONNECTIONS} connections, {engine})\n"
     );
     println!("| figure | result |");
     println!("|---|---:|");

@@ -1,4 +1,5 @@
-//! The forum plugin through HTTP, on SQLite: replies created per second
+//! The forum plugin through HTTP, on SQLite (or PostgreSQL with
+//! `--postgres`): replies created per second
 //! (spread over 200 topics, one API key — one member — per connection);
 //! then, with the forum filled to `--forum-posts` posts, search latency
 //! through `GET /search` (auth, the plugin, the search import, snippets,
@@ -70,7 +71,12 @@ async fn fill(
 
 /// Runs the forum phase.
 pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
-    let server = BenchServer::start(2, true)?;
+    let server = BenchServer::start_on(2, true, args.postgres.as_deref())?;
+    let engine = if args.postgres.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
     server.enable("forum").await?;
     let admin = server.key(Role::Admin).await?;
     let mut conn = http::Conn::open(server.addr).await?;
@@ -124,7 +130,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     .await?;
     let written = (rate * args.duration as f64) as usize;
     println!(
-        "\n## forum through HTTP (SQLite, {} connections, one member each, {TOPICS} topics)\n",
+        "\n## forum through HTTP ({engine}, {} connections, one member each, {TOPICS} topics)\n",
         args.connections
     );
     println!("| figure | result |");

@@ -6,14 +6,13 @@ use crate::events::PublishError;
 
 impl events::Host for Capabilities {
     async fn publish(&mut self, topic: String, payload: String) -> Result<String, PublishError> {
-        let service = self.services.events.clone();
         // Refuse bad input before taking the write lock.
-        service.check(&topic, &payload)?;
-        let id = in_tx!(self, write, |_s, u| async {
-            let (tx, owner) = u.write_parts().await?;
-            service.publish(tx, owner, &topic, &payload).await
-        })?;
-        self.published = true;
+        let event = self.services.events.prepare(&topic, &payload)?;
+        // The event belongs to the call's unit of work: it is written when
+        // the unit commits, and never if it rolls back.
+        in_tx!(self, write, |_s, _u| async { Ok::<(), PublishError>(()) })?;
+        let id = event.id.clone();
+        self.events.push(event);
         Ok(id)
     }
 

@@ -383,12 +383,13 @@ async fn deliver_group(
         tracing::error!(error = %err, "recording a delivery batch's usage failed");
         return Ok(());
     }
+    let queued = app.events.write(&mut tx, owner, &batch.events).await?;
     tx.commit().await?;
     if !batch.search_writes.is_empty() {
         app.search
             .apply(owner, std::mem::take(&mut batch.search_writes));
     }
-    if batch.published {
+    if queued {
         app.events.wake();
     }
     Ok(())

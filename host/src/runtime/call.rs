@@ -152,8 +152,8 @@ pub struct Batch {
     pub unit: Option<UnitOfWork>,
     /// Search writes of the kept calls, applied after the commit.
     pub search_writes: Vec<Journaled>,
-    /// A kept call published events.
-    pub published: bool,
+    /// Events the kept calls published, written with the batch.
+    pub events: Vec<crate::events::Pending>,
     /// Usage events of every call, written with the batch.
     pub usage: Vec<UsageEvent>,
 }
@@ -164,7 +164,7 @@ impl Batch {
         Self {
             unit: Some(unit),
             search_writes: Vec::new(),
-            published: false,
+            events: Vec::new(),
             usage: Vec::new(),
         }
     }
@@ -539,7 +539,7 @@ impl Runtime {
                 Ok(Some(back)) => {
                     batch.unit = Some(back.unit);
                     batch.search_writes.extend(back.search_writes);
-                    batch.published |= back.published;
+                    batch.events.extend(back.events);
                     (result, stats)
                 }
                 Ok(None) => (Err(CallError::Internal), stats),

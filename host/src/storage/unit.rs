@@ -27,12 +27,8 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::docs::Document;
 use super::{Error, Owner, Result, Storage, StorageUsage, len_i64};
-use crate::db::{Engine, Tx};
+use crate::db::{Engine, Tx, chunk_len, placeholders, tuples};
 use crate::ids::{TenantId, now_ms};
-
-/// Rows per multi-row statement, largest first: a few fixed statement
-/// shapes, so every one stays in the driver's statement cache.
-const CHUNKS: [usize; 5] = [16, 8, 4, 2, 1];
 
 /// What a unit knows of one row.
 #[derive(Debug, Clone)]
@@ -673,44 +669,6 @@ impl Storage {
     }
 }
 
-/// The largest statement size of [`CHUNKS`] that `remaining` rows fill.
-fn chunk_len(remaining: usize) -> usize {
-    CHUNKS
-        .iter()
-        .copied()
-        .find(|n| *n <= remaining)
-        .unwrap_or(1)
-}
-
-/// `$first, $first+step, …` for `count` placeholders.
-fn placeholders(first: usize, count: usize, step: usize) -> String {
-    (0..count)
-        .map(|i| format!("${}", first + i * step))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// `($1, …, $cols), ($cols+1, …)` for `rows` rows; `casts` appends a cast
-/// to the column at that index.
-fn tuples(rows: usize, cols: usize, casts: &[(usize, &str)]) -> String {
-    (0..rows)
-        .map(|r| {
-            let cells = (0..cols)
-                .map(|c| {
-                    let cast = casts
-                        .iter()
-                        .find(|(i, _)| *i == c)
-                        .map_or("", |(_, cast)| cast);
-                    format!("${}{cast}", r * cols + c + 1)
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            format!("({cells})")
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -733,18 +691,5 @@ mod tests {
         );
         assert_eq!(c(Some(None), None, true), Delta::default());
         assert_eq!(c(Some(Some(10)), Some(99), false), Delta::default());
-    }
-
-    #[test]
-    fn statements_have_fixed_shapes() {
-        assert_eq!(chunk_len(40), 16);
-        assert_eq!(chunk_len(7), 4);
-        assert_eq!(chunk_len(3), 2);
-        assert_eq!(chunk_len(1), 1);
-        assert_eq!(placeholders(3, 3, 1), "$3, $4, $5");
-        assert_eq!(
-            tuples(2, 2, &[(1, "::jsonb")]),
-            "($1, $2::jsonb), ($3, $4::jsonb)"
-        );
     }
 }
