@@ -235,6 +235,11 @@ impl Capabilities {
             plugin: &self.binding.plugin,
         };
         let mut tx = unit.into_tx();
+        if !self.search_writes.is_empty() {
+            crate::search::Search::journal(&mut tx, owner, &mut self.search_writes)
+                .await
+                .map_err(storage::Error::from)?;
+        }
         let queued = self
             .services
             .events

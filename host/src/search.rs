@@ -10,7 +10,7 @@
 //! derived data: a plugin can drop and rebuild it from its documents.
 //!
 //! Plugin writes go through the journal: [`Search::journal`] records them in
-//! the call's unit of work, [`Search::apply`] hands them to the index once
+//! the call's unit of work as it commits, [`Search::apply`] hands them to the index once
 //! the call has committed, and the committer forgets journal entries the
 //! index has committed. [`Search::recover`] replays what is left after a
 //! crash, so an acknowledged write is never lost and a rolled-back call
@@ -166,10 +166,10 @@ pub struct SearchPage {
 
 type Key = (String, String, String);
 
-/// A plugin's search write, journaled in its call's unit of work.
+/// A plugin's search write, journaled when its call's unit of work commits.
 #[derive(Debug, Clone)]
 pub struct Journaled {
-    /// The journal entry.
+    /// The journal entry (0 until journaled).
     pub seq: i64,
     pub index: String,
     pub id: String,
@@ -333,28 +333,59 @@ impl Search {
         self.existing(owner, name)?.check(id, values)
     }
 
-    /// Records a write in the journal inside `tx` (a call's unit of work);
-    /// returns its entry. `fields` is the JSON object to upsert, `None` deletes.
+    /// Records `writes` (a call's, in the order it made them) in the
+    /// journal inside `tx`, its unit of work about to commit: only the last
+    /// write of each document, as multi-row inserts; each kept write gets
+    /// its journal entry.
     pub async fn journal(
         tx: &mut Tx,
         owner: Owner<'_>,
-        name: &str,
-        id: &str,
-        fields: Option<&str>,
-    ) -> Result<i64> {
-        let seq: i64 = sqlx::query_scalar(
-            "INSERT INTO search_journal (tenant_id, plugin, index_name, doc_id, fields, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
-        )
-        .bind(owner.tenant.as_str())
-        .bind(owner.plugin)
-        .bind(name)
-        .bind(id)
-        .bind(fields)
-        .bind(crate::ids::now_ms())
-        .fetch_one(&mut **tx)
-        .await?;
-        Ok(seq)
+        writes: &mut Vec<Journaled>,
+    ) -> Result<(), sqlx::Error> {
+        let mut seen = std::collections::HashSet::new();
+        let mut last: Vec<Journaled> = Vec::with_capacity(writes.len());
+        for w in writes.drain(..).rev() {
+            if seen.insert((w.index.clone(), w.id.clone())) {
+                last.push(w);
+            }
+        }
+        last.reverse();
+        let now = crate::ids::now_ms();
+        let mut start = 0;
+        while start < last.len() {
+            let rows = db::chunk_len(last.len() - start);
+            let sql = format!(
+                "INSERT INTO search_journal (tenant_id, plugin, index_name, doc_id, fields, created_at) \
+                 VALUES {} RETURNING seq, index_name, doc_id",
+                db::tuples(rows, 6, &[])
+            );
+            let mut query = sqlx::query_as::<_, (i64, String, String)>(sqlx::AssertSqlSafe(sql));
+            for w in &last[start..start + rows] {
+                let fields = w
+                    .values
+                    .as_ref()
+                    .map(|v| Value::Object(v.clone()).to_string());
+                query = query
+                    .bind(owner.tenant.as_str())
+                    .bind(owner.plugin)
+                    .bind(w.index.as_str())
+                    .bind(w.id.as_str())
+                    .bind(fields)
+                    .bind(now);
+            }
+            // RETURNING has no order: match entries by document, unique here.
+            for (seq, index, id) in query.fetch_all(&mut **tx).await? {
+                if let Some(w) = last[start..start + rows]
+                    .iter_mut()
+                    .find(|w| w.index == index && w.id == id)
+                {
+                    w.seq = seq;
+                }
+            }
+            start += rows;
+        }
+        *writes = last;
+        Ok(())
     }
 
     /// Hands journaled writes whose call has committed to their indexes.

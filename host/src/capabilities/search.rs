@@ -1,5 +1,5 @@
 //! `weft:platform/search` (0.2.0): indexes private to the (tenant, plugin)
-//! pair. Writes are checked at once, journaled in the call's unit of work
+//! pair. Writes are checked at once, journaled with the call's unit of work
 //! and reach the index only after the call commits.
 
 use serde_json::Value;
@@ -36,12 +36,11 @@ impl Capabilities {
         self.services
             .search
             .check(self.owner(), &index, &id, values.as_ref())?;
-        let seq = in_tx!(self, write, |_s, u| async {
-            let (tx, owner) = u.write_parts().await?;
-            Search::journal(tx, owner, &index, &id, fields.as_deref()).await
-        })?;
+        // The write belongs to the call's unit of work: journaled when it
+        // commits, applied to the index after that.
+        in_tx!(self, write, |_s, _u| async { Ok::<(), Error>(()) })?;
         self.search_writes.push(Journaled {
-            seq,
+            seq: 0,
             index,
             id,
             values,

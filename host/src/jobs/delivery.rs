@@ -22,6 +22,7 @@ use crate::db::{self, Engine, Mode, Scope, Tx};
 use crate::events::backoff_ms;
 use crate::ids::{TenantId, now_ms};
 use crate::runtime::{Batch, CallError, CallRequest, Invocation, Reply};
+use crate::search::Search;
 use crate::storage::Owner;
 
 /// How long one batch may hold its unit of work (on SQLite, the database's
@@ -384,6 +385,12 @@ async fn deliver_group(
         return Ok(());
     }
     let queued = app.events.write(&mut tx, owner, &batch.events).await?;
+    if !batch.search_writes.is_empty()
+        && let Err(err) = Search::journal(&mut tx, owner, &mut batch.search_writes).await
+    {
+        tracing::error!(error = %err, "journaling a delivery batch's search writes failed");
+        return Ok(());
+    }
     tx.commit().await?;
     if !batch.search_writes.is_empty() {
         app.search
