@@ -99,7 +99,9 @@ impl App {
     /// delivery and the scheduler.
     pub fn spawn_background(self: &Arc<Self>) {
         self.spawn_sync();
-        self.search.spawn_committer();
+        self.search.spawn_committer(Duration::from_millis(
+            self.config.search.commit_interval_ms.max(10),
+        ));
         if self.config.events.workers {
             crate::jobs::spawn(self);
         }

@@ -52,6 +52,8 @@ pub struct Config {
     pub metering: MeteringConfig,
     /// Event delivery and schedule runs.
     pub events: EventsConfig,
+    /// Full-text search indexes.
+    pub search: SearchConfig,
     /// Seed a demo tenant, user and API key and install the bundled plugins
     /// on first start (`WEFT_SEED_DEMO`).
     pub seed_demo: bool,
@@ -82,6 +84,23 @@ pub struct RuntimeConfig {
     /// On SQLite, how long a call may run after its first write (it holds
     /// the database's only write lock until it returns).
     pub max_write_hold_ms: u64,
+}
+
+/// Full-text search indexes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchConfig {
+    /// How often indexes with pending writes are committed (writes become
+    /// visible to queries then; until then they are safe in the journal).
+    pub commit_interval_ms: u64,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        Self {
+            commit_interval_ms: 250,
+        }
+    }
 }
 
 /// How events and schedule runs are delivered to plugins.
@@ -152,6 +171,7 @@ impl Default for Config {
             quotas: QuotaConfig::default(),
             metering: MeteringConfig::default(),
             events: EventsConfig::default(),
+            search: SearchConfig::default(),
             seed_demo: true,
         }
     }

@@ -5,7 +5,8 @@
 //! filters, with highlighted snippets and paging.
 //!
 //! Writes are batched: an upsert is visible and durable after the next
-//! commit, which the committer task makes every [`COMMIT_INTERVAL`] for every
+//! commit, which the committer task makes every quarter of a second (the
+//! `[search] commit_interval_ms` setting) for every
 //! index with pending writes (or [`Search::commit`] at once). An index is
 //! derived data: a plugin can drop and rebuild it from its documents.
 //!
@@ -32,8 +33,6 @@ use index::TenantIndex;
 use crate::db::{self, Db, Mode, Scope, Tx};
 use crate::storage::Owner;
 
-/// How often pending writes are committed.
-pub const COMMIT_INTERVAL: Duration = Duration::from_millis(250);
 /// Indexes kept open (each holds a writer); the least recently used is
 /// committed and closed past this.
 const MAX_OPEN: usize = 64;
@@ -528,10 +527,10 @@ impl Search {
     }
 
     /// Starts the committer task.
-    pub fn spawn_committer(self: &Arc<Self>) {
+    pub fn spawn_committer(self: &Arc<Self>, interval: Duration) {
         let search = Arc::downgrade(self);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(COMMIT_INTERVAL);
+            let mut tick = tokio::time::interval(interval);
             loop {
                 tick.tick().await;
                 let Some(search) = search.upgrade() else {

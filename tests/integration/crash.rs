@@ -361,3 +361,90 @@ async fn sigkill_loses_no_event_and_applies_none_twice_sqlite() {
 async fn sigkill_loses_no_event_and_applies_none_twice_postgres() {
     kill_mid_event_stream(Engine::Postgres).await;
 }
+
+/// Search writes are durable when their call is: a post the forum indexed
+/// but the index never committed (the server died first) is found after
+/// the restart, replayed from the journal.
+async fn search_survives_a_crash(engine: Engine) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pg = match engine {
+        Engine::Sqlite => None,
+        Engine::Postgres => match common::create_pg_db().await {
+            Some(pg) => Some(pg),
+            None => return,
+        },
+    };
+    let url = database_url(dir.path(), pg.as_ref());
+    // The index commits only every ten minutes: nothing reaches it before the kill.
+    let config = dir.path().join("slow-index.toml");
+    std::fs::write(&config, "[search]\ncommit_interval_ms = 600000\n").expect("config");
+    let config = config.display().to_string();
+    let (mut child, base, printed) = common::spawn_serve(
+        dir.path(),
+        &[
+            ("WEFT_DATABASE_URL", url.as_str()),
+            ("WEFT_CONFIG", config.as_str()),
+            ("WEFT_SEED_DEMO", "true"),
+        ],
+    )
+    .await;
+    let key = printed
+        .iter()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("API key")
+                .map(|k| k.trim().to_owned())
+        })
+        .expect("the first start prints the demo API key");
+    let client = reqwest::Client::new();
+    let forum = format!("{base}/t/demo/p/forum");
+    let created = client
+        .post(format!("{forum}/topics"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"category": "general", "title": "Durable words", "body": "the zanzibar shipment"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(created.status(), reqwest::StatusCode::CREATED);
+    let search = |base: String| {
+        let client = client.clone();
+        async move {
+            let found: serde_json::Value = client
+                .get(format!("{base}/t/demo/p/forum/search?q=zanzibar"))
+                .send()
+                .await
+                .expect("search")
+                .json()
+                .await
+                .expect("json");
+            found["total"].as_u64().unwrap_or(0)
+        }
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(search(base.clone()).await, 0, "not in the index yet");
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+
+    let (mut child, base, _) =
+        common::spawn_serve(dir.path(), &[("WEFT_DATABASE_URL", url.as_str())]).await;
+    assert_eq!(
+        search(base).await,
+        1,
+        "replayed from the journal at start-up"
+    );
+    child.kill().expect("stop");
+    child.wait().expect("reap");
+    if let Some(pg) = pg {
+        pg.drop_db().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_survives_a_crash_sqlite() {
+    search_survives_a_crash(Engine::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_survives_a_crash_postgres() {
+    search_survives_a_crash(Engine::Postgres).await;
+}

@@ -357,3 +357,76 @@ fn the_committer_tick_commits_pending_writes() {
         1
     );
 }
+
+/// Writes journaled by a committed unit of work but never committed to the
+/// index (the process died first) are replayed at the next start; writes of
+/// a unit that rolled back never reach the index.
+#[tokio::test]
+async fn the_journal_replays_committed_writes_after_a_crash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display());
+    let db = Db::connect(&url).await.expect("db");
+    db.migrate().await.expect("migrate");
+    let tenant = crate::tenancy::Tenants::new(db.clone())
+        .create("journal", "Journal")
+        .await
+        .expect("tenant")
+        .id;
+    let owner = Owner {
+        tenant: &tenant,
+        plugin: "forum",
+    };
+    let journaled = |id: &str, values: Option<Map<String, Value>>| Journaled {
+        seq: 0,
+        index: "posts".into(),
+        id: id.into(),
+        values,
+    };
+    {
+        let search = Search::new(dir.path().join("search")).with_journal(db.clone());
+        search.define(owner, "posts", &spec()).expect("define");
+        // Committed: an upsert, and a doc written twice (the last one counts).
+        let mut tx = db
+            .begin(Scope::Tenant(&tenant), Mode::Write)
+            .await
+            .expect("tx");
+        let mut writes = vec![
+            journaled("a", Some(doc(json!({"title": "kept across a crash"})))),
+            journaled("b", Some(doc(json!({"title": "first draft"})))),
+            journaled("b", Some(doc(json!({"title": "final crash words"})))),
+        ];
+        Search::journal(&mut tx, owner, &mut writes)
+            .await
+            .expect("journal");
+        assert_eq!(writes.len(), 2, "one entry per document");
+        assert!(writes.iter().all(|w| w.seq > 0));
+        tx.commit().await.expect("commit");
+        // Rolled back: never applied.
+        let mut tx = db
+            .begin(Scope::Tenant(&tenant), Mode::Write)
+            .await
+            .expect("tx");
+        let mut lost = vec![journaled(
+            "c",
+            Some(doc(json!({"title": "crash never happened"}))),
+        )];
+        Search::journal(&mut tx, owner, &mut lost)
+            .await
+            .expect("journal");
+        drop(tx);
+        // The process dies here: nothing was applied to the index.
+    }
+    let search = Search::new(dir.path().join("search")).with_journal(db.clone());
+    assert_eq!(search.recover().await.expect("recover"), 2);
+    let page = search
+        .search(owner, "posts", &request("crash"))
+        .expect("search");
+    let mut ids: Vec<&str> = page.hits.iter().map(|h| h.id.as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["a", "b"]);
+    let b = page.hits.iter().find(|h| h.id == "b").expect("b");
+    assert_eq!(b.fields["title"], "final crash words");
+    // Replayed entries are forgotten once committed: a second start replays nothing.
+    let again = Search::new(dir.path().join("search2")).with_journal(db);
+    assert_eq!(again.recover().await.expect("recover"), 0);
+}
