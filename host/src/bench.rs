@@ -107,15 +107,28 @@ struct BenchServer {
     pg: Option<(String, String)>,
 }
 
+/// Runs `f` on a runtime of its own, on a thread of its own: the bench's
+/// servers start and stop from inside the caller's runtime.
+fn on_own_runtime<T: Send>(f: impl AsyncFnOnce() -> anyhow::Result<T> + Send) -> anyhow::Result<T> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?
+                    .block_on(f())
+            })
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("database set-up thread panicked")))
+    })
+}
+
 /// Makes a database owned by a new ordinary role (row-level security
 /// applies to it, as in production); returns its name and URL.
 fn create_pg_database(admin_url: &str) -> anyhow::Result<(String, String)> {
     use sqlx::Connection;
     let name = format!("weft_bench_{}", uuid::Uuid::new_v4().simple());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
+    on_own_runtime(async || {
         let mut conn = sqlx::PgConnection::connect(admin_url).await?;
         for stmt in [
             format!("CREATE ROLE {name} LOGIN NOSUPERUSER NOBYPASSRLS"),
@@ -135,13 +148,7 @@ fn create_pg_database(admin_url: &str) -> anyhow::Result<(String, String)> {
 
 fn drop_pg_database(admin_url: &str, name: &str) {
     use sqlx::Connection;
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        return;
-    };
-    rt.block_on(async {
+    let _ = on_own_runtime(async || {
         if let Ok(mut conn) = sqlx::PgConnection::connect(admin_url).await {
             for stmt in [
                 format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
@@ -152,6 +159,7 @@ fn drop_pg_database(admin_url: &str, name: &str) {
                     .await;
             }
         }
+        anyhow::Ok(())
     });
 }
 
