@@ -99,12 +99,30 @@ impl DerefMut for Tx {
 pub const CHUNKS: [usize; 5] = [16, 8, 4, 2, 1];
 
 /// The largest statement size of [`CHUNKS`] that `remaining` rows fill.
-pub fn chunk_len(remaining: usize) -> usize {
+fn chunk_len(remaining: usize) -> usize {
     CHUNKS
         .iter()
         .copied()
         .find(|n| *n <= remaining)
         .unwrap_or(1)
+}
+
+/// The ranges of `len` rows, split into statement sizes of [`CHUNKS`].
+pub fn chunk_ranges(len: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        (start < len).then(|| {
+            let end = start + chunk_len(len - start);
+            let range = start..end;
+            start = end;
+            range
+        })
+    })
+}
+
+/// `items` split into statement sizes of [`CHUNKS`].
+pub fn chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
+    chunk_ranges(items.len()).map(move |r| &items[r])
 }
 
 /// `$first, $first+step, …` for `count` placeholders.
@@ -309,6 +327,8 @@ mod tests {
         assert_eq!(chunk_len(7), 4);
         assert_eq!(chunk_len(3), 2);
         assert_eq!(chunk_len(1), 1);
+        let sizes: Vec<usize> = chunks(&[0; 23]).map(<[i32]>::len).collect();
+        assert_eq!(sizes, [16, 4, 2, 1]);
         assert_eq!(placeholders(3, 3, 1), "$3, $4, $5");
         assert_eq!(
             tuples(2, 2, &[(1, "::jsonb")]),

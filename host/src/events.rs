@@ -17,7 +17,7 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 use crate::config::EventsConfig;
-use crate::db::{self, Db, Mode, Scope, Tx, chunk_len, tuples};
+use crate::db::{self, Db, Mode, Scope, Tx, chunks, tuples};
 use crate::ids::{TenantId, now_ms};
 use crate::storage::{self, Owner};
 
@@ -153,10 +153,8 @@ impl Events {
         owner: Owner<'_>,
         events: &[Pending],
     ) -> Result<bool, sqlx::Error> {
-        let mut rest = events;
-        while !rest.is_empty() {
-            let rows = chunk_len(rest.len());
-            let (chunk, tail) = rest.split_at(rows);
+        for chunk in chunks(events) {
+            let rows = chunk.len();
             let sql = format!(
                 "INSERT INTO events (id, tenant_id, publisher, topic, payload, created_at) VALUES {}",
                 tuples(rows, 6, &[])
@@ -172,7 +170,6 @@ impl Events {
                     .bind(e.created_at);
             }
             query.execute(&mut **tx).await?;
-            rest = tail;
         }
         let wanted: Vec<(&Pending, Vec<String>)> = events
             .iter()
@@ -196,10 +193,8 @@ impl Events {
                     .map(move |s| (s.clone(), *e))
             })
             .collect();
-        let mut rest = deliveries.as_slice();
-        while !rest.is_empty() {
-            let rows = chunk_len(rest.len());
-            let (chunk, tail) = rest.split_at(rows);
+        for chunk in chunks(&deliveries) {
+            let rows = chunk.len();
             let sql = format!(
                 "INSERT INTO deliveries (id, tenant_id, subscriber, kind, event_id, state, attempts, \
                  next_attempt_at, created_at, updated_at) VALUES {}",
@@ -220,7 +215,6 @@ impl Events {
                     .bind(e.created_at);
             }
             query.execute(&mut **tx).await?;
-            rest = tail;
         }
         Ok(!deliveries.is_empty())
     }
@@ -272,62 +266,47 @@ pub struct DeliveryView {
     pub due_at: Option<i64>,
 }
 
-type DeliveryRow = (
-    String,
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    Option<String>,
-    i64,
-    i64,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-);
+/// A delivery row joined with its event, as [`VIEW_SELECT`] reads it.
+#[derive(sqlx::FromRow)]
+struct DeliveryRow {
+    id: String,
+    subscriber: String,
+    kind: String,
+    state: String,
+    attempts: i64,
+    next_attempt_at: i64,
+    last_error: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+    event_id: Option<String>,
+    topic: Option<String>,
+    publisher: Option<String>,
+    payload: Option<String>,
+    schedule: Option<String>,
+    due_at: Option<i64>,
+}
 
 fn view(row: DeliveryRow) -> DeliveryView {
-    let (
-        id,
-        subscriber,
-        kind,
-        state,
-        attempts,
-        next_attempt_at,
-        last_error,
-        created_at,
-        updated_at,
-        event_id,
-        topic,
-        publisher,
-        payload,
-        schedule,
-        due_at,
-    ) = row;
     DeliveryView {
-        id,
-        subscriber,
-        kind,
-        state,
-        attempts,
-        next_attempt_at,
-        last_error,
-        created_at,
-        updated_at,
-        event_id,
-        topic,
-        publisher,
-        payload: payload.and_then(|p| serde_json::from_str(&p).ok()),
-        schedule,
-        due_at,
+        id: row.id,
+        subscriber: row.subscriber,
+        kind: row.kind,
+        state: row.state,
+        attempts: row.attempts,
+        next_attempt_at: row.next_attempt_at,
+        last_error: row.last_error,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        event_id: row.event_id,
+        topic: row.topic,
+        publisher: row.publisher,
+        payload: row.payload.and_then(|p| serde_json::from_str(&p).ok()),
+        schedule: row.schedule,
+        due_at: row.due_at,
     }
 }
 
-const VIEW_SELECT: &str = "SELECT d.id, d.subscriber, d.kind, d.state, CAST(d.attempts AS BIGINT), \
+const VIEW_SELECT: &str = "SELECT d.id, d.subscriber, d.kind, d.state, CAST(d.attempts AS BIGINT) AS attempts, \
      d.next_attempt_at, d.last_error, d.created_at, d.updated_at, d.event_id, e.topic, e.publisher, \
      e.payload, d.schedule, d.due_at FROM deliveries d LEFT JOIN events e ON e.id = d.event_id";
 

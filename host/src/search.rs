@@ -350,16 +350,15 @@ impl Search {
         }
         last.reverse();
         let now = crate::ids::now_ms();
-        let mut start = 0;
-        while start < last.len() {
-            let rows = db::chunk_len(last.len() - start);
+        for range in db::chunk_ranges(last.len()) {
+            let rows = range.len();
             let sql = format!(
                 "INSERT INTO search_journal (tenant_id, plugin, index_name, doc_id, fields, created_at) \
                  VALUES {} RETURNING seq, index_name, doc_id",
                 db::tuples(rows, 6, &[])
             );
             let mut query = sqlx::query_as::<_, (i64, String, String)>(sqlx::AssertSqlSafe(sql));
-            for w in &last[start..start + rows] {
+            for w in &last[range.clone()] {
                 let fields = w
                     .values
                     .as_ref()
@@ -374,14 +373,13 @@ impl Search {
             }
             // RETURNING has no order: match entries by document, unique here.
             for (seq, index, id) in query.fetch_all(&mut **tx).await? {
-                if let Some(w) = last[start..start + rows]
+                if let Some(w) = last[range.clone()]
                     .iter_mut()
                     .find(|w| w.index == index && w.id == id)
                 {
                     w.seq = seq;
                 }
             }
-            start += rows;
         }
         *writes = last;
         Ok(())

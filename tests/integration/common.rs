@@ -421,6 +421,13 @@ macro_rules! both_engines_with {
     };
 }
 
+/// A config whose background scheduler never ticks during a test (the
+/// test ticks by hand, with its own clock); deliveries are polled often.
+pub fn manual_scheduler(c: &mut Config) {
+    c.events.schedule_tick_ms = 3_600_000;
+    c.events.poll_ms = 50;
+}
+
 /// Polls `check` every 50 ms until it returns `Some`, for at most `secs`.
 pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
 where

@@ -12,16 +12,57 @@ use sqlx::AssertSqlSafe;
 
 use crate::common::{self, Engine};
 
-async fn kill_mid_stream(engine: Engine) {
+/// A data dir and a database for one test: SQLite in the dir, or a new
+/// PostgreSQL database (`None`: PostgreSQL is unreachable outside CI).
+async fn scratch(engine: Engine) -> Option<(tempfile::TempDir, Option<common::PgDb>, String)> {
     let dir = tempfile::tempdir().expect("tempdir");
     let pg = match engine {
         Engine::Sqlite => None,
-        Engine::Postgres => match common::create_pg_db().await {
-            Some(pg) => Some(pg),
-            None => return,
-        },
+        Engine::Postgres => Some(common::create_pg_db().await?),
     };
     let url = database_url(dir.path(), pg.as_ref());
+    Some((dir, pg, url))
+}
+
+/// The demo API key a first start printed.
+fn demo_key(printed: &[String]) -> String {
+    printed
+        .iter()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("API key")
+                .map(|k| k.trim().to_owned())
+        })
+        .expect("the first start prints the demo API key")
+}
+
+/// Module `$name` with tests `sqlite` and `postgres`, each running `$test`.
+macro_rules! on_both_engines {
+    ($name:ident, $test:ident) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                $test(Engine::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                $test(Engine::Postgres).await;
+            }
+        }
+    };
+}
+
+/// The server's database: the given PostgreSQL one, or SQLite in `dir`.
+fn database_url(dir: &std::path::Path, pg: Option<&common::PgDb>) -> String {
+    pg.map(common::PgDb::url)
+        .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", dir.join("weft.db").display()))
+}
+
+async fn kill_mid_stream(engine: Engine) {
+    let Some((dir, pg, url)) = scratch(engine).await else {
+        return;
+    };
     let (mut child, base, printed) = common::spawn_serve(
         dir.path(),
         &[
@@ -31,14 +72,7 @@ async fn kill_mid_stream(engine: Engine) {
         ],
     )
     .await;
-    let key = printed
-        .iter()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("API key")
-                .map(|k| k.trim().to_owned())
-        })
-        .expect("the first start prints the demo API key");
+    let key = demo_key(&printed);
 
     let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
     let client = reqwest::Client::new();
@@ -128,21 +162,7 @@ async fn kill_mid_stream(engine: Engine) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_loses_no_acknowledged_usage_sqlite() {
-    kill_mid_stream(Engine::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_loses_no_acknowledged_usage_postgres() {
-    kill_mid_stream(Engine::Postgres).await;
-}
-
-/// The server's database: the given PostgreSQL one, or SQLite in `dir`.
-fn database_url(dir: &std::path::Path, pg: Option<&common::PgDb>) -> String {
-    pg.map(common::PgDb::url)
-        .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", dir.join("weft.db").display()))
-}
+on_both_engines!(sigkill_loses_no_acknowledged_usage, kill_mid_stream);
 
 /// Runs the `weft` CLI on the data in `dir`, asserting success.
 fn cli(dir: &std::path::Path, url: &str, args: &[&str]) {
@@ -179,15 +199,9 @@ async fn pending_deliveries(url: &str) -> i64 {
 }
 
 async fn kill_mid_event_stream(engine: Engine) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pg = match engine {
-        Engine::Sqlite => None,
-        Engine::Postgres => match common::create_pg_db().await {
-            Some(pg) => Some(pg),
-            None => return,
-        },
+    let Some((dir, pg, url)) = scratch(engine).await else {
+        return;
     };
-    let url = database_url(dir.path(), pg.as_ref());
     cli(dir.path(), &url, &["migrate"]);
     for name in ["publisher", "subscriber"] {
         let (_, manifest, component) = weft::bundled::TEST_PLUGINS
@@ -217,14 +231,7 @@ async fn kill_mid_event_stream(engine: Engine) {
     let mut first = env.to_vec();
     first.push(("WEFT_SEED_DEMO", "true"));
     let (mut child, base, printed) = common::spawn_serve(dir.path(), &first).await;
-    let key = printed
-        .iter()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("API key")
-                .map(|k| k.trim().to_owned())
-        })
-        .expect("the first start prints the demo API key");
+    let key = demo_key(&printed);
     let client = reqwest::Client::new();
     // The demo forum comes with a category to post in.
     let categories: serde_json::Value = client
@@ -352,29 +359,18 @@ async fn kill_mid_event_stream(engine: Engine) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_loses_no_event_and_applies_none_twice_sqlite() {
-    kill_mid_event_stream(Engine::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_loses_no_event_and_applies_none_twice_postgres() {
-    kill_mid_event_stream(Engine::Postgres).await;
-}
+on_both_engines!(
+    sigkill_loses_no_event_and_applies_none_twice,
+    kill_mid_event_stream
+);
 
 /// Search writes are durable when their call is: a post the forum indexed
 /// but the index never committed (the server died first) is found after
 /// the restart, replayed from the journal.
 async fn search_survives_a_crash(engine: Engine) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pg = match engine {
-        Engine::Sqlite => None,
-        Engine::Postgres => match common::create_pg_db().await {
-            Some(pg) => Some(pg),
-            None => return,
-        },
+    let Some((dir, pg, url)) = scratch(engine).await else {
+        return;
     };
-    let url = database_url(dir.path(), pg.as_ref());
     // The index commits only every ten minutes: nothing reaches it before the kill.
     let config = dir.path().join("slow-index.toml");
     std::fs::write(&config, "[search]\ncommit_interval_ms = 600000\n").expect("config");
@@ -388,14 +384,7 @@ async fn search_survives_a_crash(engine: Engine) {
         ],
     )
     .await;
-    let key = printed
-        .iter()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("API key")
-                .map(|k| k.trim().to_owned())
-        })
-        .expect("the first start prints the demo API key");
+    let key = demo_key(&printed);
     let client = reqwest::Client::new();
     let forum = format!("{base}/t/demo/p/forum");
     let created = client
@@ -439,12 +428,4 @@ async fn search_survives_a_crash(engine: Engine) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn search_survives_a_crash_sqlite() {
-    search_survives_a_crash(Engine::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn search_survives_a_crash_postgres() {
-    search_survives_a_crash(Engine::Postgres).await;
-}
+on_both_engines!(search_survives_a_crash, search_survives_a_crash);

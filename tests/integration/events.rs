@@ -13,7 +13,7 @@ use weft::config::Config;
 use weft::jobs::scheduler::Scheduler;
 use weft::schedules::ManualClock;
 
-use crate::common::{Server, TestTenant, code, eventually};
+use crate::common::{Server, TestTenant, code, eventually, manual_scheduler};
 use crate::{both_engines, both_engines_with};
 
 fn fast_retries(c: &mut Config) {
@@ -278,12 +278,6 @@ both_engines!(a_call_that_fails_publishes_nothing, async |s: &Server| {
     .await;
     assert_eq!(deliveries(s, &t, "").await.len(), 1);
 });
-
-fn manual_scheduler(c: &mut Config) {
-    // The background tick never fires during the test: it ticks by hand.
-    c.events.schedule_tick_ms = 3_600_000;
-    c.events.poll_ms = 50;
-}
 
 both_engines_with!(
     schedules_run_once_per_due_time_and_catch_up_once,

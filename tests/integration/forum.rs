@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use weft::config::Config;
 use weft::schedules::ManualClock;
 
-use crate::common::{Server, TestTenant, TestUser, code, eventually};
+use crate::common::{Server, TestTenant, TestUser, code, eventually, manual_scheduler};
 use crate::{both_engines, both_engines_with};
 
 fn f(t: &TestTenant, path: &str) -> String {
@@ -1284,12 +1284,6 @@ both_engines!(
         assert_eq!(categories["categories"].as_array().map(Vec::len), Some(1));
     }
 );
-
-fn manual_scheduler(c: &mut Config) {
-    // The background tick never fires during the test: it ticks by hand.
-    c.events.schedule_tick_ms = 3_600_000;
-    c.events.poll_ms = 50;
-}
 
 both_engines_with!(
     the_daily_digest_ranks_yesterdays_topics,

@@ -27,7 +27,7 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::docs::Document;
 use super::{Error, Owner, Result, Storage, StorageUsage, len_i64};
-use crate::db::{Engine, Tx, chunk_len, placeholders, tuples};
+use crate::db::{Engine, Tx, chunks, placeholders, tuples};
 use crate::ids::{TenantId, now_ms};
 
 /// What a unit knows of one row.
@@ -491,10 +491,8 @@ impl Storage {
             .map(|(k, _)| k.clone())
             .collect();
         let len = self.blob_len();
-        let mut rest = blind.as_slice();
-        while !rest.is_empty() {
-            let rows = chunk_len(rest.len());
-            let (chunk, tail) = rest.split_at(rows);
+        for chunk in chunks(&blind) {
+            let rows = chunk.len();
             let sql = format!(
                 "SELECT key, {len}(key) + {len}(value) AS size FROM kv_entries \
                  WHERE tenant_id = $1 AND plugin = $2 AND key IN ({})",
@@ -528,7 +526,6 @@ impl Storage {
                 let after = contribution(slot.stored, new, slot.dirty);
                 unit.pending = unit.pending.plus(after.minus(before));
             }
-            rest = tail;
         }
         Ok(())
     }
@@ -553,10 +550,8 @@ impl Storage {
             slot.dirty = false;
         }
         let now = now_ms();
-        let mut rest = upserts.as_slice();
-        while !rest.is_empty() {
-            let rows = chunk_len(rest.len());
-            let (chunk, tail) = rest.split_at(rows);
+        for chunk in chunks(&upserts) {
+            let rows = chunk.len();
             let sql = format!(
                 "INSERT INTO kv_entries (tenant_id, plugin, key, value, updated_at) VALUES {} \
                  ON CONFLICT (tenant_id, plugin, key) DO UPDATE SET value = excluded.value, \
@@ -573,12 +568,9 @@ impl Storage {
                     .bind(now);
             }
             query.execute(&mut *unit.tx).await?;
-            rest = tail;
         }
-        let mut rest = deletes.as_slice();
-        while !rest.is_empty() {
-            let rows = chunk_len(rest.len());
-            let (chunk, tail) = rest.split_at(rows);
+        for chunk in chunks(&deletes) {
+            let rows = chunk.len();
             let sql = format!(
                 "DELETE FROM kv_entries WHERE tenant_id = $1 AND plugin = $2 AND key IN ({})",
                 placeholders(3, rows, 1)
@@ -590,7 +582,6 @@ impl Storage {
                 query = query.bind(key.as_bytes());
             }
             query.execute(&mut *unit.tx).await?;
-            rest = tail;
         }
         Ok(())
     }
@@ -619,10 +610,8 @@ impl Storage {
         } else {
             &[]
         };
-        let mut rest = upserts.as_slice();
-        while !rest.is_empty() {
-            let rows = chunk_len(rest.len());
-            let (chunk, tail) = rest.split_at(rows);
+        for chunk in chunks(&upserts) {
+            let rows = chunk.len();
             let sql = format!(
                 "INSERT INTO documents (tenant_id, plugin, collection, id, body, size, version, \
                  created_at, updated_at) VALUES {} \
@@ -644,12 +633,9 @@ impl Storage {
                     .bind(doc.updated_at);
             }
             query.execute(&mut *unit.tx).await?;
-            rest = tail;
         }
-        let mut rest = deletes.as_slice();
-        while !rest.is_empty() {
-            let rows = chunk_len(rest.len());
-            let (chunk, tail) = rest.split_at(rows);
+        for chunk in chunks(&deletes) {
+            let rows = chunk.len();
             let pairs = (0..rows)
                 .map(|i| format!("(collection = ${} AND id = ${})", 3 + 2 * i, 4 + 2 * i))
                 .collect::<Vec<_>>()
@@ -663,7 +649,6 @@ impl Storage {
                 query = query.bind(collection.as_str()).bind(id.as_str());
             }
             query.execute(&mut *unit.tx).await?;
-            rest = tail;
         }
         Ok(())
     }

@@ -327,12 +327,7 @@ pub fn list_moderators(req: &Request) -> Result {
     let viewer = Viewer::load(req)?;
     viewer.user()?;
     let s = settings::get()?;
-    let cursor = http::cursor(req);
-    let q = Query::new()
-        .filter("moderator", Op::Eq, true)
-        .limit(http::page_limit(req, s.page_size)?)
-        .cursor(cursor.as_deref());
-    let (members, next) = store::query::<Member>(MEMBERS, &q, cursor.is_some())?;
+    let (members, next) = page_where(req, "moderator")?;
     let moderators: Vec<MemberView> = members
         .iter()
         .map(|(_, m)| MemberView::new(m, false, &s))
@@ -341,6 +336,17 @@ pub fn list_moderators(req: &Request) -> Result {
         200,
         &json!({ "moderators": moderators, "next_cursor": next }),
     ))
+}
+
+/// A page of the members whose boolean `flag` is set (`moderator`,
+/// `banned`), as `?limit=` and `?cursor=` of `req` ask.
+pub fn page_where(req: &Request, flag: &str) -> Result<store::Page<Member>> {
+    let cursor = http::cursor(req);
+    let q = Query::new()
+        .filter(flag, Op::Eq, true)
+        .limit(http::page_limit(req, settings::get()?.page_size)?)
+        .cursor(cursor.as_deref());
+    store::query::<Member>(MEMBERS, &q, cursor.is_some())
 }
 
 /// `PUT /moderators/{user_id}` (admins): appoints a moderator. The body may

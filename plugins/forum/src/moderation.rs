@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use weft_sdk::docs::{self, Op, Query};
+use weft_sdk::docs::{self, Query};
 use weft_sdk::{Request, Response};
 
 use crate::http::{self, Body, Result, conflict, invalid, not_found};
@@ -313,12 +313,7 @@ pub fn unban(req: &Request) -> Result {
 pub fn bans(req: &Request) -> Result {
     let viewer = Viewer::load(req)?;
     viewer.require_moderator()?;
-    let cursor = http::cursor(req);
-    let q = Query::new()
-        .filter("banned", Op::Eq, true)
-        .limit(http::page_limit(req, settings::get()?.page_size)?)
-        .cursor(cursor.as_deref());
-    let (members, next) = store::query::<Member>(MEMBERS, &q, cursor.is_some())?;
+    let (members, next) = members::page_where(req, "banned")?;
     let bans: Vec<BanView> = members.iter().map(|(_, m)| BanView::new(m)).collect();
     Ok(Response::json(
         200,
