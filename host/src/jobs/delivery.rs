@@ -363,6 +363,9 @@ async fn deliver_group(
     };
     if let Err(err) = app.storage.flush(&mut unit).await {
         tracing::error!(error = %err, "flushing a delivery batch failed");
+        // Roll the batch back first: on SQLite it holds the write lock the
+        // bookkeeping below needs.
+        drop(unit);
         let outcomes: Vec<_> = outcomes
             .into_iter()
             .map(|(d, _)| (d, Outcome::Retry("the batch's writes failed".into())))
