@@ -15,6 +15,15 @@ use sqlx::{Any, AnyPool, Executor};
 
 use crate::ids::TenantId;
 
+mod direct;
+mod exec;
+
+use direct::DirectConn;
+pub use exec::{Arg, Cell, Exec, Row, Stmt, Value};
+
+/// The write gate's guard, with the direct connection it protects.
+type Gate = tokio::sync::OwnedMutexGuard<Option<DirectConn>>;
+
 /// A database failure (connecting, migrating or querying).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -41,7 +50,7 @@ type Connection = <Transaction as Deref>::Target;
 #[derive(Debug)]
 pub struct Tx {
     inner: Inner,
-    _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
+    _gate: Option<Gate>,
 }
 
 #[derive(Debug)]
@@ -154,6 +163,81 @@ pub fn tuples(rows: usize, cols: usize, casts: &[(usize, &str)]) -> String {
         .join(", ")
 }
 
+/// A unit of work's transaction: see [`Db::begin_unit`].
+#[derive(Debug)]
+pub enum UnitTx {
+    Sqlx(Tx),
+    Direct(DirectTx),
+}
+
+impl UnitTx {
+    /// Commits, then lets the next writer in.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            UnitTx::Sqlx(tx) => tx.commit().await,
+            UnitTx::Direct(mut tx) => tx.commit(),
+        }
+    }
+}
+
+impl Exec for UnitTx {
+    async fn execute(&mut self, stmt: Stmt) -> Result<u64, sqlx::Error> {
+        match self {
+            UnitTx::Sqlx(tx) => tx.execute(stmt).await,
+            UnitTx::Direct(tx) => Ok(tx.conn()?.run(&stmt.sql, &stmt.args)?.1),
+        }
+    }
+
+    async fn fetch_all(&mut self, stmt: Stmt) -> Result<Vec<Row>, sqlx::Error> {
+        match self {
+            UnitTx::Sqlx(tx) => tx.fetch_all(stmt).await,
+            UnitTx::Direct(tx) => {
+                let (rows, _) = tx.conn()?.run(&stmt.sql, &stmt.args)?;
+                Ok(rows.into_iter().map(Row::Direct).collect())
+            }
+        }
+    }
+}
+
+/// A transaction on the direct SQLite connection, holding the write gate;
+/// rolled back if dropped before [`UnitTx::commit`].
+#[derive(Debug)]
+pub struct DirectTx {
+    gate: Gate,
+    open: bool,
+}
+
+impl DirectTx {
+    fn conn(&mut self) -> Result<&mut DirectConn, sqlx::Error> {
+        self.gate
+            .as_mut()
+            .ok_or_else(|| sqlx::Error::Protocol("the direct connection is gone".into()))
+    }
+
+    fn commit(&mut self) -> Result<(), sqlx::Error> {
+        self.open = false;
+        let conn = self.conn()?;
+        if let Err(err) = conn.execute_batch("COMMIT") {
+            // A failed COMMIT leaves the transaction open: end it, so the
+            // next writer starts clean.
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(err);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for DirectTx {
+    fn drop(&mut self) {
+        if self.open
+            && let Some(conn) = self.gate.as_mut()
+        {
+            // Runs right here, in this thread, before the gate opens.
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
 /// Which engine is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
@@ -193,7 +277,10 @@ pub struct Db {
     /// looks again, which under load wastes most of the time the lock is
     /// free. Writers of this process queue here instead, first come first
     /// served, and each takes the lock the moment the previous one commits.
-    write_gate: Arc<tokio::sync::Mutex<()>>,
+    ///
+    /// The gate also holds the connection units of work write through on
+    /// SQLite (see `db/direct.rs`): whoever holds the gate owns it.
+    write_gate: Arc<tokio::sync::Mutex<Option<DirectConn>>>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -237,10 +324,16 @@ impl Db {
             })
             .connect_with(options)
             .await?;
+        // Units of work write through a connection of their own, driven in
+        // the caller's thread (an in-memory database has no file to share).
+        let direct = match (engine, sqlite_path(url)) {
+            (Engine::Sqlite, Some(path)) => Some(DirectConn::open(&path)?),
+            _ => None,
+        };
         Ok(Self {
             pool,
             engine,
-            write_gate: Arc::new(tokio::sync::Mutex::new(())),
+            write_gate: Arc::new(tokio::sync::Mutex::new(direct)),
         })
     }
 
@@ -287,6 +380,20 @@ impl Db {
                 .await?;
         }
         Ok(tx)
+    }
+
+    /// Begins a unit of work's transaction: on SQLite on the direct
+    /// connection, behind the write gate (`BEGIN IMMEDIATE`); on
+    /// PostgreSQL a writing transaction scoped to `scope`.
+    pub async fn begin_unit(&self, scope: Scope<'_>) -> Result<UnitTx> {
+        if self.engine == Engine::Sqlite {
+            let mut gate = self.write_gate.clone().lock_owned().await;
+            if let Some(conn) = gate.as_mut() {
+                conn.execute_batch("BEGIN IMMEDIATE")?;
+                return Ok(UnitTx::Direct(DirectTx { gate, open: true }));
+            }
+        }
+        Ok(UnitTx::Sqlx(self.begin(scope, Mode::Write).await?))
     }
 
     /// True when the PostgreSQL role bypasses row-level security (superuser

@@ -17,7 +17,7 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 use crate::config::EventsConfig;
-use crate::db::{self, Db, Mode, Scope, Tx, chunks, tuples};
+use crate::db::{self, Db, Exec, Mode, Scope, Stmt, chunks, tuples};
 use crate::ids::{TenantId, now_ms};
 use crate::storage::{self, Owner};
 
@@ -149,7 +149,7 @@ impl Events {
     /// any delivery was queued.
     pub async fn write(
         &self,
-        tx: &mut Tx,
+        tx: &mut impl Exec,
         owner: Owner<'_>,
         events: &[Pending],
     ) -> Result<bool, sqlx::Error> {
@@ -159,7 +159,7 @@ impl Events {
                 "INSERT INTO events (id, tenant_id, publisher, topic, payload, created_at) VALUES {}",
                 tuples(rows, 6, &[])
             );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut query = Stmt::new(sql);
             for e in chunk {
                 query = query
                     .bind(e.id.as_str())
@@ -169,7 +169,7 @@ impl Events {
                     .bind(e.payload.as_str())
                     .bind(e.created_at);
             }
-            query.execute(&mut **tx).await?;
+            tx.execute(query).await?;
         }
         let wanted: Vec<(&Pending, Vec<String>)> = events
             .iter()
@@ -179,12 +179,15 @@ impl Events {
         if wanted.is_empty() {
             return Ok(false);
         }
-        let enabled: Vec<String> = sqlx::query_scalar(
-            "SELECT plugin FROM tenant_plugins WHERE tenant_id = $1 AND enabled = 1",
-        )
-        .bind(owner.tenant.as_str())
-        .fetch_all(&mut **tx)
-        .await?;
+        let enabled: Vec<String> = tx
+            .fetch_all(
+                Stmt::new("SELECT plugin FROM tenant_plugins WHERE tenant_id = $1 AND enabled = 1")
+                    .bind(owner.tenant.as_str()),
+            )
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect::<Result<_, _>>()?;
         let deliveries: Vec<(String, &Pending)> = wanted
             .iter()
             .flat_map(|(e, subs)| {
@@ -200,7 +203,7 @@ impl Events {
                  next_attempt_at, created_at, updated_at) VALUES {}",
                 tuples(rows, 10, &[])
             );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut query = Stmt::new(sql);
             for (subscriber, e) in chunk {
                 query = query
                     .bind(uuid::Uuid::now_v7().to_string())
@@ -214,7 +217,7 @@ impl Events {
                     .bind(e.created_at)
                     .bind(e.created_at);
             }
-            query.execute(&mut **tx).await?;
+            tx.execute(query).await?;
         }
         Ok(!deliveries.is_empty())
     }

@@ -4,7 +4,6 @@
 //! after its event is committed.
 
 use serde::Serialize;
-use sqlx::AssertSqlSafe;
 use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
@@ -173,7 +172,7 @@ async fn write_batch(db: &Db, batch: &[(UsageEvent, Option<Ack>)]) -> Result<()>
 /// Writes `events` in `tx` (a retried call's repeat is ignored by its key).
 /// Every tenant's events may be in one batch: use a platform-scoped
 /// transaction, or one scoped to the events' only tenant.
-pub async fn insert(tx: &mut db::Tx, events: &[&UsageEvent]) -> Result<()> {
+pub async fn insert(tx: &mut impl db::Exec, events: &[&UsageEvent]) -> Result<()> {
     static SQL: std::sync::OnceLock<[String; 3]> = std::sync::OnceLock::new();
     let sql = SQL.get_or_init(|| CHUNKS.map(insert_sql));
     let mut rest = events;
@@ -184,7 +183,7 @@ pub async fn insert(tx: &mut db::Tx, events: &[&UsageEvent]) -> Result<()> {
             .find(|(_, n)| **n <= rest.len())
             .unwrap_or((2, &1));
         let (chunk, tail) = rest.split_at(*rows);
-        let mut query = sqlx::query(AssertSqlSafe(sql[i].as_str()));
+        let mut query = db::Stmt::new(sql[i].as_str());
         for e in chunk {
             query = query
                 .bind(e.tenant.as_str())
@@ -200,7 +199,7 @@ pub async fn insert(tx: &mut db::Tx, events: &[&UsageEvent]) -> Result<()> {
                 .bind(&e.request_id)
                 .bind(e.occurred_at);
         }
-        query.execute(&mut **tx).await?;
+        tx.execute(query).await?;
         rest = tail;
     }
     Ok(())

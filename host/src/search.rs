@@ -30,7 +30,7 @@ use serde_json::{Map, Value};
 
 use index::TenantIndex;
 
-use crate::db::{self, Db, Mode, Scope, Tx};
+use crate::db::{self, Db, Exec, Mode, Scope, Stmt};
 use crate::storage::Owner;
 
 /// Indexes kept open (each holds a writer); the least recently used is
@@ -337,7 +337,7 @@ impl Search {
     /// write of each document, as multi-row inserts; each kept write gets
     /// its journal entry.
     pub async fn journal(
-        tx: &mut Tx,
+        tx: &mut impl Exec,
         owner: Owner<'_>,
         writes: &mut Vec<Journaled>,
     ) -> Result<(), sqlx::Error> {
@@ -357,7 +357,7 @@ impl Search {
                  VALUES {} RETURNING seq, index_name, doc_id",
                 db::tuples(rows, 6, &[])
             );
-            let mut query = sqlx::query_as::<_, (i64, String, String)>(sqlx::AssertSqlSafe(sql));
+            let mut query = Stmt::new(sql);
             for w in &last[range.clone()] {
                 let fields = w
                     .values
@@ -372,7 +372,9 @@ impl Search {
                     .bind(now);
             }
             // RETURNING has no order: match entries by document, unique here.
-            for (seq, index, id) in query.fetch_all(&mut **tx).await? {
+            for row in tx.fetch_all(query).await? {
+                let (seq, index, id): (i64, String, String) =
+                    (row.get(0)?, row.get(1)?, row.get(2)?);
                 if let Some(w) = last[range.clone()]
                     .iter_mut()
                     .find(|w| w.index == index && w.id == id)
@@ -476,14 +478,15 @@ impl Search {
 
     /// Deletes the journal entries of index `name` in `tx`: after a drop,
     /// nothing is replayed into the index that replaces it.
-    pub async fn forget_index(tx: &mut Tx, owner: Owner<'_>, name: &str) -> Result<()> {
-        sqlx::query(
-            "DELETE FROM search_journal WHERE tenant_id = $1 AND plugin = $2 AND index_name = $3",
+    pub async fn forget_index(tx: &mut impl Exec, owner: Owner<'_>, name: &str) -> Result<()> {
+        tx.execute(
+            Stmt::new(
+                "DELETE FROM search_journal WHERE tenant_id = $1 AND plugin = $2 AND index_name = $3",
+            )
+            .bind(owner.tenant.as_str())
+            .bind(owner.plugin)
+            .bind(name),
         )
-        .bind(owner.tenant.as_str())
-        .bind(owner.plugin)
-        .bind(name)
-        .execute(&mut **tx)
         .await?;
         Ok(())
     }

@@ -15,7 +15,7 @@ pub use kv::{Entry, EntryPage};
 pub use unit::UnitOfWork;
 
 use crate::config::QuotaConfig;
-use crate::db::{self, Db, Engine};
+use crate::db::{self, Db, Engine, Exec, Stmt};
 use crate::ids::TenantId;
 
 /// Where a read runs: in a call's unit of work (which answers from what
@@ -103,17 +103,18 @@ impl Storage {
             .await?)
     }
 
-    async fn usage_in(&self, tx: &mut db::Tx, tenant: &TenantId) -> Result<StorageUsage> {
-        use sqlx::Row;
-        let row = sqlx::query(
-            "SELECT s.keys, s.bytes, COALESCE(t.quota_keys, $2) AS quota_keys, COALESCE(t.quota_bytes, $3) AS quota_bytes \
-             FROM tenant_storage s JOIN tenants t ON t.id = s.tenant_id WHERE s.tenant_id = $1",
-        )
-        .bind(tenant.as_str())
-        .bind(self.quotas.keys)
-        .bind(self.quotas.bytes)
-        .fetch_optional(&mut **tx)
-        .await?;
+    async fn usage_in(&self, tx: &mut impl Exec, tenant: &TenantId) -> Result<StorageUsage> {
+        let row = tx
+            .fetch_optional(
+                Stmt::new(
+                    "SELECT s.keys, s.bytes, COALESCE(t.quota_keys, $2) AS quota_keys, COALESCE(t.quota_bytes, $3) AS quota_bytes \
+                     FROM tenant_storage s JOIN tenants t ON t.id = s.tenant_id WHERE s.tenant_id = $1",
+                )
+                .bind(tenant.as_str())
+                .bind(self.quotas.keys)
+                .bind(self.quotas.bytes),
+            )
+            .await?;
         let Some(row) = row else {
             return Ok(StorageUsage {
                 keys: 0,
@@ -123,10 +124,10 @@ impl Storage {
             });
         };
         Ok(StorageUsage {
-            keys: row.try_get("keys")?,
-            bytes: row.try_get("bytes")?,
-            quota_keys: row.try_get("quota_keys")?,
-            quota_bytes: row.try_get("quota_bytes")?,
+            keys: row.get(0)?,
+            bytes: row.get(1)?,
+            quota_keys: row.get(2)?,
+            quota_bytes: row.get(3)?,
         })
     }
 

@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 
 use crate::app::App;
 use crate::capabilities::{Binding, types};
-use crate::db::{self, Engine, Mode, Scope, Tx};
+use crate::db::{self, Engine, Exec, Mode, Scope, Stmt};
 use crate::events::backoff_ms;
 use crate::ids::{TenantId, now_ms};
 use crate::runtime::{Batch, CallError, CallRequest, Invocation, Reply};
@@ -199,7 +199,7 @@ fn invocation(
 /// this batch's writes must not commit.
 async fn record(
     app: &App,
-    tx: &mut Tx,
+    tx: &mut impl Exec,
     outcomes: &[(Claimed, Outcome)],
 ) -> Result<bool, db::Error> {
     let config = app.events.config();
@@ -214,15 +214,15 @@ async fn record(
             .map(|i| format!("${}", i + 2))
             .collect::<Vec<_>>()
             .join(", ");
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let mut stmt = Stmt::new(format!(
             "UPDATE deliveries SET state = 'done', last_error = NULL, updated_at = $1 \
              WHERE state = 'pending' AND id IN ({list})"
-        )))
+        ))
         .bind(now);
         for id in chunk {
-            query = query.bind(*id);
+            stmt = stmt.bind(*id);
         }
-        if query.execute(&mut **tx).await?.rows_affected() != chunk.len() as u64 {
+        if tx.execute(stmt).await? != chunk.len() as u64 {
             return Ok(false);
         }
     }
@@ -230,13 +230,14 @@ async fn record(
         let (state, error) = match outcome {
             Outcome::Done => continue,
             Outcome::Unclaimed => {
-                sqlx::query(
-                    "UPDATE deliveries SET attempts = attempts - 1, next_attempt_at = $2, \
-                     updated_at = $2 WHERE id = $1 AND state = 'pending'",
+                tx.execute(
+                    Stmt::new(
+                        "UPDATE deliveries SET attempts = attempts - 1, next_attempt_at = $2, \
+                         updated_at = $2 WHERE id = $1 AND state = 'pending'",
+                    )
+                    .bind(&d.id)
+                    .bind(now),
                 )
-                .bind(&d.id)
-                .bind(now)
-                .execute(&mut **tx)
                 .await?;
                 continue;
             }
@@ -248,17 +249,18 @@ async fn record(
             Outcome::Dead(e) => ("dead", e.clone()),
         };
         let next = now + i64::try_from(backoff_ms(config, d.attempts)).unwrap_or(i64::MAX / 2);
-        sqlx::query(
-            "UPDATE deliveries SET state = $3, next_attempt_at = $4, last_error = $5, updated_at = $6 \
-             WHERE id = $1 AND tenant_id = $2 AND state = 'pending'",
+        tx.execute(
+            Stmt::new(
+                "UPDATE deliveries SET state = $3, next_attempt_at = $4, last_error = $5, updated_at = $6 \
+                 WHERE id = $1 AND tenant_id = $2 AND state = 'pending'",
+            )
+            .bind(&d.id)
+            .bind(d.tenant.as_str())
+            .bind(state)
+            .bind(next)
+            .bind(&error)
+            .bind(now),
         )
-        .bind(&d.id)
-        .bind(d.tenant.as_str())
-        .bind(state)
-        .bind(next)
-        .bind(&error)
-        .bind(now)
-        .execute(&mut **tx)
         .await?;
         if state == "dead" {
             tracing::warn!(delivery = %d.id, subscriber = %d.subscriber, %error, "delivery dead-lettered");

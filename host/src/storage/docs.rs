@@ -5,13 +5,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::AssertSqlSafe;
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
 use super::unit::{Slot, UnitOfWork};
 use super::{Error, Owner, Reader, Result, Storage};
-use crate::db::{Engine, Tx};
+use crate::db::{self, Engine, Exec, Row, Stmt};
 use crate::ids::now_ms;
 
 /// Most documents in one page.
@@ -211,13 +208,14 @@ fn op_sql(op: FilterOp) -> &'static str {
     }
 }
 
-fn document_from_row(row: &AnyRow) -> Result<Document> {
+/// A document from a row of `id, body, version, created_at, updated_at`.
+fn document_from_row(row: &Row) -> Result<Document> {
     Ok(Document {
-        id: row.try_get("id")?,
-        body: row.try_get("body")?,
-        version: u64::try_from(row.try_get::<i64, _>("version")?).unwrap_or(0),
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
+        id: row.get(0)?,
+        body: row.get(1)?,
+        version: u64::try_from(row.get::<i64>(2)?).unwrap_or(0),
+        created_at: row.get(3)?,
+        updated_at: row.get(4)?,
     })
 }
 
@@ -320,23 +318,25 @@ impl Storage {
     /// The stored document and its size.
     async fn docs_stored(
         &self,
-        tx: &mut Tx,
+        tx: &mut impl Exec,
         owner: Owner<'_>,
         collection: &str,
         id: &str,
     ) -> Result<Option<(Document, i64)>> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {}, size FROM documents WHERE tenant_id = $1 AND plugin = $2 AND collection = $3 AND id = $4",
-            self.body_select()
-        )))
-        .bind(owner.tenant.as_str())
-        .bind(owner.plugin)
-        .bind(collection)
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?;
+        let row = tx
+            .fetch_optional(
+                Stmt::new(format!(
+                    "SELECT {}, size FROM documents WHERE tenant_id = $1 AND plugin = $2 AND collection = $3 AND id = $4",
+                    self.body_select()
+                ))
+                .bind(owner.tenant.as_str())
+                .bind(owner.plugin)
+                .bind(collection)
+                .bind(id),
+            )
+            .await?;
         match row {
-            Some(row) => Ok(Some((document_from_row(&row)?, row.try_get("size")?))),
+            Some(row) => Ok(Some((document_from_row(&row)?, row.get(5)?))),
             None => Ok(None),
         }
     }
@@ -383,7 +383,7 @@ impl Storage {
 
     async fn docs_query_tx(
         &self,
-        tx: &mut Tx,
+        tx: &mut impl Exec,
         owner: Owner<'_>,
         collection: &str,
         query: &Query,
@@ -502,16 +502,16 @@ impl Storage {
         let p = sql.arg(Arg::Int(i64::from(limit) + 1));
         sql.push(&format!(" LIMIT {p}"));
 
-        let mut q = sqlx::query(AssertSqlSafe(sql.text));
+        let mut q = Stmt::new(sql.text);
         for arg in sql.args {
-            q = match arg {
-                Arg::Text(s) => q.bind(s),
-                Arg::Int(i) => q.bind(i),
-                Arg::Float(f) => q.bind(f),
-                Arg::Bool(b) => q.bind(b),
-            };
+            q = q.bind(match arg {
+                Arg::Text(s) => db::Arg::Text(s),
+                Arg::Int(i) => db::Arg::Int(i),
+                Arg::Float(f) => db::Arg::Real(f),
+                Arg::Bool(b) => db::Arg::Bool(b),
+            });
         }
-        let rows = q.fetch_all(&mut **tx).await?;
+        let rows = tx.fetch_all(q).await?;
         let mut documents = rows
             .iter()
             .map(document_from_row)

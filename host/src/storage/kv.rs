@@ -2,11 +2,10 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use sqlx::{AssertSqlSafe, Row};
 
 use super::unit::{Slot, UnitOfWork};
 use super::{Error, Owner, Reader, Result, Storage, len_i64};
-use crate::db::Tx;
+use crate::db::{Exec, Stmt};
 
 /// Longest key, in bytes.
 pub const MAX_KEY_BYTES: usize = 512;
@@ -51,15 +50,18 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// The value under `key` as seen by `tx`.
-async fn current_value(tx: &mut Tx, owner: Owner<'_>, key: &str) -> Result<Option<Vec<u8>>> {
-    Ok(sqlx::query_scalar::<_, Vec<u8>>(
-        "SELECT value FROM kv_entries WHERE tenant_id = $1 AND plugin = $2 AND key = $3",
-    )
-    .bind(owner.tenant.as_str())
-    .bind(owner.plugin)
-    .bind(key.as_bytes())
-    .fetch_optional(&mut **tx)
-    .await?)
+async fn current_value(tx: &mut impl Exec, owner: Owner<'_>, key: &str) -> Result<Option<Vec<u8>>> {
+    let row = tx
+        .fetch_optional(
+            Stmt::new(
+                "SELECT value FROM kv_entries WHERE tenant_id = $1 AND plugin = $2 AND key = $3",
+            )
+            .bind(owner.tenant.as_str())
+            .bind(owner.plugin)
+            .bind(key.as_bytes()),
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)).transpose()?)
 }
 
 impl Storage {
@@ -135,20 +137,23 @@ impl Storage {
 
     pub(super) async fn kv_stored_len(
         &self,
-        tx: &mut Tx,
+        tx: &mut impl Exec,
         owner: Owner<'_>,
         key: &str,
     ) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar::<_, i64>(AssertSqlSafe(format!(
-            "SELECT {}(key) + {}(value) FROM kv_entries WHERE tenant_id = $1 AND plugin = $2 AND key = $3",
-            self.blob_len(),
-            self.blob_len()
-        )))
-        .bind(owner.tenant.as_str())
-        .bind(owner.plugin)
-        .bind(key.as_bytes())
-        .fetch_optional(&mut **tx)
-        .await?)
+        let row = tx
+            .fetch_optional(
+                Stmt::new(format!(
+                    "SELECT {}(key) + {}(value) FROM kv_entries WHERE tenant_id = $1 AND plugin = $2 AND key = $3",
+                    self.blob_len(),
+                    self.blob_len()
+                ))
+                .bind(owner.tenant.as_str())
+                .bind(owner.plugin)
+                .bind(key.as_bytes()),
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)).transpose()?)
     }
 
     /// Entries whose key starts with `prefix`, after `cursor`, at most
@@ -177,7 +182,7 @@ impl Storage {
     /// Entries whose key starts with `prefix`, after `cursor`, at most `limit`.
     async fn kv_list_prefix_tx(
         &self,
-        tx: &mut crate::db::Tx,
+        tx: &mut impl Exec,
         owner: Owner<'_>,
         prefix: &str,
         cursor: Option<&str>,
@@ -214,7 +219,7 @@ impl Storage {
             next += 1;
         }
         sql.push_str(&format!(" ORDER BY key LIMIT ${next}"));
-        let mut query = sqlx::query(AssertSqlSafe(sql))
+        let mut query = Stmt::new(sql)
             .bind(owner.tenant.as_str())
             .bind(owner.plugin)
             .bind(prefix.as_bytes());
@@ -224,17 +229,14 @@ impl Storage {
         if let Some(after) = after {
             query = query.bind(after);
         }
-        let rows = query
-            .bind(i64::from(limit) + 1)
-            .fetch_all(&mut **tx)
-            .await?;
+        let rows = tx.fetch_all(query.bind(i64::from(limit) + 1)).await?;
         let mut entries = Vec::with_capacity(rows.len());
         for row in &rows {
-            let key: Vec<u8> = row.try_get("key")?;
+            let key: Vec<u8> = row.get(0)?;
             entries.push(Entry {
                 // Keys are only ever written from a Rust `&str`.
                 key: String::from_utf8_lossy(&key).into_owned(),
-                value: row.try_get("value")?,
+                value: row.get(1)?,
             });
         }
         let next_cursor = if entries.len() > limit as usize {

@@ -23,11 +23,9 @@
 
 use std::collections::HashMap;
 
-use sqlx::{AssertSqlSafe, Row};
-
 use super::docs::Document;
 use super::{Error, Owner, Result, Storage, StorageUsage, len_i64};
-use crate::db::{Engine, Tx, chunks, placeholders, tuples};
+use crate::db::{Engine, Exec, Stmt, UnitTx, chunks, placeholders, tuples};
 use crate::ids::{TenantId, now_ms};
 
 /// What a unit knows of one row.
@@ -123,7 +121,7 @@ struct Savepoint {
 /// One plugin call's writes: see the module docs.
 #[derive(Debug)]
 pub struct UnitOfWork {
-    tx: Tx,
+    tx: UnitTx,
     tenant: TenantId,
     plugin: String,
     /// Usage and quotas as of the lock, once read.
@@ -136,7 +134,7 @@ pub struct UnitOfWork {
 }
 
 impl UnitOfWork {
-    pub(super) fn new(tx: Tx, owner: Owner<'_>, usage: Option<StorageUsage>) -> Self {
+    pub(super) fn new(tx: UnitTx, owner: Owner<'_>, usage: Option<StorageUsage>) -> Self {
         Self {
             tx,
             tenant: owner.tenant.clone(),
@@ -202,8 +200,8 @@ impl UnitOfWork {
         if let Some(sp) = self.savepoint.take()
             && sp.in_db
         {
-            sqlx::query("RELEASE SAVEPOINT weft_call")
-                .execute(&mut *self.tx)
+            self.tx
+                .execute(Stmt::new("RELEASE SAVEPOINT weft_call"))
                 .await?;
         }
         Ok(())
@@ -216,11 +214,11 @@ impl UnitOfWork {
             return Ok(());
         };
         if sp.in_db {
-            sqlx::query("ROLLBACK TO SAVEPOINT weft_call")
-                .execute(&mut *self.tx)
+            self.tx
+                .execute(Stmt::new("ROLLBACK TO SAVEPOINT weft_call"))
                 .await?;
-            sqlx::query("RELEASE SAVEPOINT weft_call")
-                .execute(&mut *self.tx)
+            self.tx
+                .execute(Stmt::new("RELEASE SAVEPOINT weft_call"))
                 .await?;
         }
         for (key, slot) in sp.kv {
@@ -242,13 +240,11 @@ impl UnitOfWork {
 
     /// The transaction, for a statement that writes: inside a call's
     /// savepoint the database savepoint is taken first.
-    pub async fn write_parts(&mut self) -> Result<(&mut Tx, Owner<'_>)> {
+    pub async fn write_parts(&mut self) -> Result<(&mut UnitTx, Owner<'_>)> {
         if let Some(sp) = &mut self.savepoint
             && !sp.in_db
         {
-            sqlx::query("SAVEPOINT weft_call")
-                .execute(&mut *self.tx)
-                .await?;
+            self.tx.execute(Stmt::new("SAVEPOINT weft_call")).await?;
             sp.in_db = true;
         }
         Ok(self.parts())
@@ -264,7 +260,7 @@ impl UnitOfWork {
 
     /// The transaction and whose data it reads, borrowed together (for a
     /// statement that writes, [`Self::write_parts`]).
-    pub fn parts(&mut self) -> (&mut Tx, Owner<'_>) {
+    pub fn parts(&mut self) -> (&mut UnitTx, Owner<'_>) {
         (
             &mut self.tx,
             Owner {
@@ -282,7 +278,7 @@ impl UnitOfWork {
     }
 
     /// The transaction, to commit. Flush first.
-    pub fn into_tx(self) -> Tx {
+    pub fn into_tx(self) -> UnitTx {
         self.tx
     }
 
@@ -302,10 +298,7 @@ impl Storage {
     pub async fn begin_unit(&self, owner: Owner<'_>) -> Result<UnitOfWork> {
         let mut tx = self
             .db
-            .begin(
-                crate::db::Scope::Tenant(owner.tenant),
-                crate::db::Mode::Write,
-            )
+            .begin_unit(crate::db::Scope::Tenant(owner.tenant))
             .await?;
         let usage = if self.db.engine() == Engine::Postgres {
             Some(self.usage_locked(&mut tx, owner.tenant).await?)
@@ -315,24 +308,26 @@ impl Storage {
         Ok(UnitOfWork::new(tx, owner, usage))
     }
 
-    async fn usage_locked(&self, tx: &mut Tx, tenant: &TenantId) -> Result<StorageUsage> {
-        let row = sqlx::query(
-            "SELECT s.keys, s.bytes, COALESCE(t.quota_keys, $2) AS quota_keys, \
-             COALESCE(t.quota_bytes, $3) AS quota_bytes \
-             FROM tenant_storage s JOIN tenants t ON t.id = s.tenant_id WHERE s.tenant_id = $1 \
-             FOR UPDATE OF s",
-        )
-        .bind(tenant.as_str())
-        .bind(self.quotas.keys)
-        .bind(self.quotas.bytes)
-        .fetch_optional(&mut **tx)
-        .await?;
+    async fn usage_locked(&self, tx: &mut UnitTx, tenant: &TenantId) -> Result<StorageUsage> {
+        let row = tx
+            .fetch_optional(
+                Stmt::new(
+                    "SELECT s.keys, s.bytes, COALESCE(t.quota_keys, $2) AS quota_keys, \
+                     COALESCE(t.quota_bytes, $3) AS quota_bytes \
+                     FROM tenant_storage s JOIN tenants t ON t.id = s.tenant_id WHERE s.tenant_id = $1 \
+                     FOR UPDATE OF s",
+                )
+                .bind(tenant.as_str())
+                .bind(self.quotas.keys)
+                .bind(self.quotas.bytes),
+            )
+            .await?;
         Ok(match row {
             Some(row) => StorageUsage {
-                keys: row.try_get("keys")?,
-                bytes: row.try_get("bytes")?,
-                quota_keys: row.try_get("quota_keys")?,
-                quota_bytes: row.try_get("quota_bytes")?,
+                keys: row.get(0)?,
+                bytes: row.get(1)?,
+                quota_keys: row.get(2)?,
+                quota_bytes: row.get(3)?,
             },
             None => StorageUsage {
                 keys: 0,
@@ -461,15 +456,18 @@ impl Storage {
         self.flush_docs(unit).await?;
         let delta = unit.pending;
         if delta != Delta::default() {
-            let done = sqlx::query(
-                "UPDATE tenant_storage SET keys = keys + $2, bytes = bytes + $3 WHERE tenant_id = $1",
-            )
-            .bind(unit.tenant.as_str())
-            .bind(delta.keys)
-            .bind(delta.bytes)
-            .execute(&mut *unit.tx)
-            .await?;
-            if done.rows_affected() != 1 {
+            let done = unit
+                .tx
+                .execute(
+                    Stmt::new(
+                        "UPDATE tenant_storage SET keys = keys + $2, bytes = bytes + $3 WHERE tenant_id = $1",
+                    )
+                    .bind(unit.tenant.as_str())
+                    .bind(delta.keys)
+                    .bind(delta.bytes),
+                )
+                .await?;
+            if done != 1 {
                 return Err(Error::QuotaExceeded("keys"));
             }
             if let Some(usage) = &mut unit.usage {
@@ -498,20 +496,17 @@ impl Storage {
                  WHERE tenant_id = $1 AND plugin = $2 AND key IN ({})",
                 placeholders(3, rows, 1)
             );
-            let mut query = sqlx::query(AssertSqlSafe(sql))
+            let mut query = Stmt::new(sql)
                 .bind(unit.tenant.as_str())
                 .bind(unit.plugin.as_str());
             for key in chunk {
                 query = query.bind(key.as_bytes());
             }
-            let found = query.fetch_all(&mut *unit.tx).await?;
+            let found = unit.tx.fetch_all(query).await?;
             let mut sizes: HashMap<String, i64> = HashMap::new();
             for row in &found {
-                let key: Vec<u8> = row.try_get("key")?;
-                sizes.insert(
-                    String::from_utf8_lossy(&key).into_owned(),
-                    row.try_get("size")?,
-                );
+                let key: Vec<u8> = row.get(0)?;
+                sizes.insert(String::from_utf8_lossy(&key).into_owned(), row.get(1)?);
             }
             for key in chunk {
                 let Some(slot) = unit.kv.get_mut(key) else {
@@ -558,7 +553,7 @@ impl Storage {
                  updated_at = excluded.updated_at",
                 tuples(rows, 5, &[])
             );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
+            let mut query = Stmt::new(sql);
             for (key, value) in chunk {
                 query = query
                     .bind(unit.tenant.as_str())
@@ -567,7 +562,7 @@ impl Storage {
                     .bind(value.as_slice())
                     .bind(now);
             }
-            query.execute(&mut *unit.tx).await?;
+            unit.tx.execute(query).await?;
         }
         for chunk in chunks(&deletes) {
             let rows = chunk.len();
@@ -575,13 +570,13 @@ impl Storage {
                 "DELETE FROM kv_entries WHERE tenant_id = $1 AND plugin = $2 AND key IN ({})",
                 placeholders(3, rows, 1)
             );
-            let mut query = sqlx::query(AssertSqlSafe(sql))
+            let mut query = Stmt::new(sql)
                 .bind(unit.tenant.as_str())
                 .bind(unit.plugin.as_str());
             for key in chunk {
                 query = query.bind(key.as_bytes());
             }
-            query.execute(&mut *unit.tx).await?;
+            unit.tx.execute(query).await?;
         }
         Ok(())
     }
@@ -619,7 +614,7 @@ impl Storage {
                  size = excluded.size, version = excluded.version, updated_at = excluded.updated_at",
                 tuples(rows, 9, cast)
             );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
+            let mut query = Stmt::new(sql);
             for (collection, doc) in chunk {
                 query = query
                     .bind(unit.tenant.as_str())
@@ -632,7 +627,7 @@ impl Storage {
                     .bind(doc.created_at)
                     .bind(doc.updated_at);
             }
-            query.execute(&mut *unit.tx).await?;
+            unit.tx.execute(query).await?;
         }
         for chunk in chunks(&deletes) {
             let rows = chunk.len();
@@ -642,13 +637,13 @@ impl Storage {
                 .join(" OR ");
             let sql =
                 format!("DELETE FROM documents WHERE tenant_id = $1 AND plugin = $2 AND ({pairs})");
-            let mut query = sqlx::query(AssertSqlSafe(sql))
+            let mut query = Stmt::new(sql)
                 .bind(unit.tenant.as_str())
                 .bind(unit.plugin.as_str());
             for (collection, id) in chunk {
                 query = query.bind(collection.as_str()).bind(id.as_str());
             }
-            query.execute(&mut *unit.tx).await?;
+            unit.tx.execute(query).await?;
         }
         Ok(())
     }
