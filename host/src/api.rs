@@ -3,10 +3,12 @@
 //! share one [`App`].
 
 mod admin;
+mod billing;
 mod error;
 mod events;
 mod extract;
 mod gateway;
+mod llm;
 mod openapi;
 mod ops;
 mod plugins;
@@ -36,6 +38,8 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .merge(admin::router().layer(DefaultBodyLimit::max(body_limit)))
         .merge(usage::router())
+        .merge(billing::router())
+        .merge(llm::router())
         .merge(events::router())
         .merge(uploads)
         .merge(gateway::router())

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
+use crate::billing::Billing;
 use crate::capabilities::Services;
 use crate::catalog::{self, Catalog, TenantPlugin};
 use crate::config::Config;
@@ -14,6 +15,7 @@ use crate::db::Db;
 use crate::events::Events;
 use crate::ids::TenantId;
 use crate::jobs::scheduler::Scheduler;
+use crate::llm::Gateway;
 use crate::metering::Meter;
 use crate::runtime::Runtime;
 use crate::search::Search;
@@ -35,6 +37,8 @@ pub struct App {
     pub scheduler: Scheduler,
     pub runtime: Runtime,
     pub meter: Meter,
+    pub billing: Arc<Billing>,
+    pub llm: Arc<Gateway>,
     tenant_cache: RwLock<HashMap<String, (Tenant, Instant)>>,
 }
 
@@ -71,6 +75,13 @@ impl App {
             services,
         )?;
         let (meter, _writer) = Meter::start(db.clone(), &config.metering);
+        let billing = Arc::new(Billing::new(db.clone(), config.billing.clone())?);
+        let llm = Arc::new(Gateway::new(
+            db.clone(),
+            billing.clone(),
+            config.llm.clone(),
+            |name| std::env::var(name).ok(),
+        )?);
         let app = Arc::new(Self {
             tenants: Tenants::new(db.clone()),
             users: Users::new(db.clone(), TokenSigner::new(&secret)),
@@ -82,11 +93,14 @@ impl App {
             scheduler: Scheduler::default(),
             runtime,
             meter,
+            billing,
+            llm,
             db,
             config,
             tenant_cache: RwLock::new(HashMap::new()),
         });
         app.runtime.sync().await?;
+        app.billing.seed_packages().await?;
         let replayed = app.search.recover().await?;
         if replayed > 0 {
             tracing::info!(writes = replayed, "search journal replayed");

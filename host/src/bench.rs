@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 mod events;
 mod forum;
 mod http;
+mod llm;
 mod search;
 mod text;
 
@@ -54,8 +55,11 @@ pub struct BenchArgs {
     /// (0 skips it).
     #[arg(long, default_value_t = 100_000)]
     pub forum_posts: usize,
+    /// Requests of the LLM gateway phase (0 skips it and the ledger phase).
+    #[arg(long, default_value_t = 20_000)]
+    pub llm_requests: usize,
     /// Run only the phases after the HTTP and per-call ones (search,
-    /// events, forum).
+    /// events, forum, LLM gateway, ledger).
     #[arg(long)]
     pub skip_hello: bool,
     /// Run the events and forum phases on PostgreSQL: an admin URL under
@@ -171,6 +175,16 @@ impl BenchServer {
     }
 
     fn start_on(workers: usize, durable_ack: bool, postgres: Option<&str>) -> anyhow::Result<Self> {
+        Self::start_with(workers, durable_ack, postgres, |_| {})
+    }
+
+    /// [`BenchServer::start_on`] with the config adjusted by `tweak`.
+    fn start_with(
+        workers: usize,
+        durable_ack: bool,
+        postgres: Option<&str>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut config = Config {
             bind: "127.0.0.1:0".parse()?,
@@ -188,6 +202,7 @@ impl BenchServer {
         };
         config.metering.durable_ack = durable_ack;
         config.runtime.cache_dir = Some(std::env::temp_dir().join("weft-bench-artifacts"));
+        tweak(&mut config);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -530,6 +545,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.forum_posts > 0 {
         forum::run(&args).await?;
+    }
+    if args.llm_requests > 0 {
+        llm::run(&args).await?;
     }
     Ok(())
 }

@@ -54,6 +54,10 @@ pub struct Config {
     pub events: EventsConfig,
     /// Full-text search indexes.
     pub search: SearchConfig,
+    /// The LLM gateway: providers and the model catalog.
+    pub llm: crate::llm::LlmConfig,
+    /// Credits, plans, packages, Stripe and invoices.
+    pub billing: crate::billing::BillingConfig,
     /// Seed a demo tenant, user and API key and install the bundled plugins
     /// on first start (`WEFT_SEED_DEMO`).
     pub seed_demo: bool,
@@ -172,6 +176,8 @@ impl Default for Config {
             metering: MeteringConfig::default(),
             events: EventsConfig::default(),
             search: SearchConfig::default(),
+            llm: crate::llm::LlmConfig::default(),
+            billing: crate::billing::BillingConfig::default(),
             seed_demo: true,
         }
     }
@@ -283,6 +289,12 @@ impl Config {
         }
         if let Some(v) = var("WEFT_SEED_DEMO") {
             self.seed_demo = parse("WEFT_SEED_DEMO", v)?;
+        }
+        if let Some(v) = var("WEFT_STRIPE_SECRET_KEY") {
+            self.billing.stripe.secret_key = v;
+        }
+        if let Some(v) = var("WEFT_STRIPE_WEBHOOK_SECRET") {
+            self.billing.stripe.webhook_secret = v;
         }
         if let Some(v) = var("WEFT_METERING_DURABLE_ACK") {
             self.metering.durable_ack = parse("WEFT_METERING_DURABLE_ACK", v)?;

@@ -2,11 +2,13 @@
 //! component plugins. See `ARCHITECTURE.md` for the map; modules follow it:
 //! entry points (`api`, `jobs`), the plugin `runtime`, the WIT
 //! `capabilities`, the services (`tenancy`, `catalog`, `storage`, `events`,
-//! `schedules`, `search`, `metering`, `plugin_logs`, `idempotency`) and `db`.
+//! `schedules`, `search`, `metering`, `billing`, `llm`, `plugin_logs`,
+//! `idempotency`) and `db`.
 
 pub mod api;
 pub mod app;
 pub mod bench;
+pub mod billing;
 pub mod bundled;
 pub mod capabilities;
 pub mod catalog;
@@ -18,6 +20,7 @@ pub mod events;
 pub mod idempotency;
 pub mod ids;
 pub mod jobs;
+pub mod llm;
 pub mod metering;
 pub mod metrics;
 pub mod plugin_logs;

@@ -37,6 +37,9 @@ pub async fn install_bundled(app: &App) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Credits the demo tenant starts with.
+const DEMO_CREDITS: i64 = 1_000;
+
 /// Creates the demo tenant and its credentials if there are no tenants yet.
 /// Returns the lines to print (secrets shown only this once).
 pub async fn seed_demo(app: &App) -> anyhow::Result<Option<String>> {
@@ -73,6 +76,21 @@ pub async fn seed_demo(app: &App) -> anyhow::Result<Option<String>> {
         app.catalog.set_enabled(&tenant.id, name, true).await?;
     }
     seed_forum(app, &tenant.id, &admin).await;
+    // Credits to try the LLM gateway with (providers need their keys).
+    app.billing
+        .ledger
+        .append(
+            &tenant.id,
+            &crate::billing::NewEntry {
+                kind: crate::billing::EntryKind::Grant,
+                amount: crate::billing::Micro::credits(DEMO_CREDITS),
+                idempotency_key: "seed:demo-credits",
+                reason: Some("demo credits"),
+                reference: None,
+                actor: Some("system"),
+            },
+        )
+        .await?;
     let base = format!("http://{}", app.config.bind);
     Ok(Some(format!(
         "\n  Weft demo seeded (shown once; store these now)\n\

@@ -4,6 +4,7 @@
 mod common;
 
 mod auth;
+mod billing;
 mod cli;
 mod crash;
 mod errors;
@@ -11,6 +12,8 @@ mod events;
 mod forum;
 mod hostile;
 mod isolation;
+mod llm;
 mod metering;
 mod ops;
+mod stripe;
 mod upgrade;

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::{catalog, db, metering, runtime, storage, tenancy};
+use crate::{billing, catalog, db, llm, metering, runtime, storage, tenancy};
 
 /// An error answered to a client.
 #[derive(Debug)]
@@ -14,6 +14,9 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// More fields of the error object, for clients to act on (a reset
+    /// time, the attempts made); never internal detail.
+    pub details: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Result of a handler.
@@ -26,7 +29,20 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            details: None,
         }
+    }
+    /// The same error with `fields` added to its JSON object.
+    pub fn with_details(mut self, fields: serde_json::Value) -> Self {
+        if let serde_json::Value::Object(map) = fields {
+            self.details = Some(map);
+        }
+        self
+    }
+    /// The same error under another code.
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = code;
+        self
     }
     /// 400 `invalid_input`.
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -61,11 +77,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({ "error": { "code": self.code, "message": self.message } })),
-        )
-            .into_response()
+        let mut error = serde_json::Map::new();
+        if let Some(details) = self.details {
+            error.extend(details);
+        }
+        error.insert("code".into(), json!(self.code));
+        error.insert("message".into(), json!(self.message));
+        (self.status, Json(json!({ "error": error }))).into_response()
     }
 }
 
@@ -140,6 +158,98 @@ impl From<storage::Error> for ApiError {
 impl From<metering::Error> for ApiError {
     fn from(err: metering::Error) -> Self {
         Self::internal(err)
+    }
+}
+
+impl From<billing::Error> for ApiError {
+    fn from(err: billing::Error) -> Self {
+        use billing::Error as E;
+        match err {
+            E::Db(e) => Self::internal(e),
+            E::NoAccount => Self::internal("billing account missing"),
+            e @ E::UnknownPlan(_) => Self::not_found("unknown_plan", e.to_string()),
+            e @ E::UnknownPackage(_) => Self::not_found("unknown_package", e.to_string()),
+            E::Invalid(m) => Self::invalid(m),
+        }
+    }
+}
+
+impl From<billing::stripe::CheckoutError> for ApiError {
+    fn from(err: billing::stripe::CheckoutError) -> Self {
+        use billing::stripe::{CheckoutError as C, StripeError as S};
+        match err {
+            C::Billing(e) => e.into(),
+            C::Stripe(e @ S::NotConfigured) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "stripe_not_configured",
+                e.to_string(),
+            ),
+            C::Stripe(S::Signature(_)) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_signature",
+                "the Stripe-Signature header does not verify (forged, tampered, stale or malformed)",
+            ),
+            C::Stripe(S::Api(detail)) => {
+                tracing::warn!(%detail, "Stripe refused a request");
+                Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "stripe_error",
+                    "Stripe refused the request",
+                )
+            }
+        }
+    }
+}
+
+impl From<llm::Error> for ApiError {
+    fn from(err: llm::Error) -> Self {
+        use llm::{Error as E, SelectError as S};
+        let message = err.to_string();
+        match err {
+            E::Db(e) => Self::internal(e),
+            E::Billing(e) => e.into(),
+            E::Invalid(m) => Self::invalid(m),
+            E::Select(S::UnknownModel(_)) => Self::invalid(message).with_code("unknown_model"),
+            E::Select(S::NotAllowed(_)) => {
+                Self::new(StatusCode::FORBIDDEN, "model_not_allowed", message)
+            }
+            E::Select(S::Incapable { .. }) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "model_incapable", message)
+            }
+            E::Select(S::NotConfigured(_)) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "provider_not_configured",
+                message,
+            ),
+            E::Select(S::NoModel(_)) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_model_available",
+                message,
+            ),
+            E::Suspended => Self::new(StatusCode::FORBIDDEN, "account_suspended", message),
+            E::DailyLimit {
+                what,
+                limit,
+                used,
+                reset_at,
+            } => Self::new(StatusCode::FORBIDDEN, "daily_limit_exceeded", message).with_details(
+                json!({ "limit_kind": what, "limit": limit, "used": used, "reset_at": reset_at }),
+            ),
+            E::InsufficientCredits { needed, balance } => Self::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "insufficient_credits",
+                message,
+            )
+            .with_details(json!({ "needed": needed, "balance": balance })),
+            E::Unavailable { attempts } => {
+                Self::new(StatusCode::BAD_GATEWAY, "llm_unavailable", message)
+                    .with_details(json!({ "attempts": attempts }))
+            }
+            E::Rejected { attempts, .. } => {
+                Self::new(StatusCode::BAD_GATEWAY, "llm_rejected", message)
+                    .with_details(json!({ "attempts": attempts }))
+            }
+        }
     }
 }
 

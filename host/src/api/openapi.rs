@@ -23,6 +23,15 @@ use crate::app::App;
         super::events::list, super::events::one, super::events::replay, super::events::schedules,
         super::ops::healthz, super::ops::readyz, super::ops::metrics,
         super::gateway::call,
+        super::llm::complete, super::llm::estimate, super::llm::embed, super::llm::models,
+        super::billing::own_account, super::billing::tenant_account, super::billing::set_account,
+        super::billing::grant, super::billing::own_ledger, super::billing::tenant_ledger,
+        super::billing::own_usage, super::billing::my_usage, super::billing::tenant_usage,
+        super::billing::plans, super::billing::packages, super::billing::put_package,
+        super::billing::user_limits, super::billing::set_user_limits,
+        super::billing::own_invoices, super::billing::own_invoice, super::billing::tenant_invoices,
+        super::billing::tenant_invoice, super::billing::make_invoice,
+        super::billing::checkout, super::billing::stripe_webhook,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -35,6 +44,8 @@ use crate::app::App;
         (name = "events", description = "Event deliveries, dead letters and schedule runs of a tenant"),
         (name = "plugin-routes", description = "Routes served by a tenant's enabled plugins"),
         (name = "ops", description = "Health and metrics"),
+        (name = "llm", description = "The LLM gateway: completions, estimates, embeddings, the model catalog"),
+        (name = "billing", description = "Credits ledger, plans, packages, LLM usage, grants"),
     )
 )]
 struct ApiDoc;

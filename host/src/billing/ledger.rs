@@ -1,0 +1,300 @@
+//! The credits ledger: append-only entries with idempotency keys. A
+//! tenant's balance is the sum of its entries; `billing_accounts.balance`
+//! keeps that sum, changed only by the statement pair that appends an
+//! entry, inside one transaction — [`CreditLedger::audit`] checks it.
+
+use serde::Serialize;
+
+use super::Result;
+use super::credits::Micro;
+use crate::db::{Db, Exec, Mode, Row, Scope, Stmt};
+use crate::ids::{TenantId, now_ms};
+
+/// Why an entry was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// Credits bought (a Stripe checkout).
+    Purchase,
+    /// Credits given by the platform (superadmin, welcome credits).
+    Grant,
+    /// Credits used (an LLM call), negative.
+    Charge,
+    /// Credits given back for a charge.
+    Refund,
+    /// A superadmin's correction, either sign.
+    Adjustment,
+    /// An estimate reserved before an LLM call, negative.
+    Hold,
+    /// A hold given back when its call settled (or a crash left it).
+    Release,
+}
+
+impl EntryKind {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Purchase => "purchase",
+            EntryKind::Grant => "grant",
+            EntryKind::Charge => "charge",
+            EntryKind::Refund => "refund",
+            EntryKind::Adjustment => "adjustment",
+            EntryKind::Hold => "hold",
+            EntryKind::Release => "release",
+        }
+    }
+}
+
+/// An entry to append.
+#[derive(Debug, Clone)]
+pub struct NewEntry<'a> {
+    pub kind: EntryKind,
+    pub amount: Micro,
+    /// Unique per tenant: the same key twice appends once.
+    pub idempotency_key: &'a str,
+    pub reason: Option<&'a str>,
+    /// What the entry is for: an LLM call id, a Stripe event, a hold.
+    pub reference: Option<&'a str>,
+    /// Who wrote it: a user id, `stripe`, `system`.
+    pub actor: Option<&'a str>,
+}
+
+/// An appended entry.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Entry {
+    pub id: String,
+    #[schema(value_type = String)]
+    pub kind: String,
+    /// Signed credits, as an exact decimal string.
+    #[schema(value_type = String)]
+    pub amount: Micro,
+    pub idempotency_key: String,
+    pub reason: Option<String>,
+    pub reference: Option<String>,
+    pub actor: Option<String>,
+    pub created_at: i64,
+}
+
+/// What appending did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Posted {
+    /// Appended; the balance after it.
+    New(Micro),
+    /// An entry with this idempotency key already existed: nothing changed.
+    Duplicate,
+}
+
+/// Makes sure the tenant has a billing account (on `plan` if it is new).
+pub async fn ensure_account(tx: &mut impl Exec, tenant: &TenantId, plan: &str) -> Result<()> {
+    tx.execute(
+        Stmt::new(
+            "INSERT INTO billing_accounts (tenant_id, balance, plan, suspended, updated_at) \
+             VALUES ($1, 0, $2, 0, $3) ON CONFLICT (tenant_id) DO NOTHING",
+        )
+        .bind(tenant.as_str())
+        .bind(plan)
+        .bind(now_ms()),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Appends `entry` in `tx` (whose account must exist) and moves the balance.
+pub async fn post(tx: &mut impl Exec, tenant: &TenantId, entry: &NewEntry<'_>) -> Result<Posted> {
+    let now = now_ms();
+    let inserted = tx
+        .execute(
+            Stmt::new(
+                "INSERT INTO credit_entries \
+                 (id, tenant_id, kind, amount, idempotency_key, reason, reference, actor, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (tenant_id, idempotency_key) DO NOTHING",
+            )
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(tenant.as_str())
+            .bind(entry.kind.as_str())
+            .bind(entry.amount.0)
+            .bind(entry.idempotency_key)
+            .bind(entry.reason)
+            .bind(entry.reference)
+            .bind(entry.actor)
+            .bind(now),
+        )
+        .await?;
+    if inserted == 0 {
+        return Ok(Posted::Duplicate);
+    }
+    let row = tx
+        .fetch_optional(
+            Stmt::new(
+                "UPDATE billing_accounts SET balance = balance + $2, updated_at = $3 \
+                 WHERE tenant_id = $1 RETURNING balance",
+            )
+            .bind(tenant.as_str())
+            .bind(entry.amount.0)
+            .bind(now),
+        )
+        .await?;
+    let row = row.ok_or(super::Error::NoAccount)?;
+    Ok(Posted::New(Micro(row.get(0)?)))
+}
+
+/// Takes `amount` from the balance only if the balance covers it, and
+/// appends the hold entry. `None` when it does not: nothing is written.
+/// The check and the take are one statement, so concurrent holds cannot
+/// overdraw.
+pub async fn hold(
+    tx: &mut impl Exec,
+    tenant: &TenantId,
+    amount: Micro,
+    key: &str,
+    reference: &str,
+    actor: &str,
+) -> Result<Option<Micro>> {
+    let now = now_ms();
+    let row = tx
+        .fetch_optional(
+            Stmt::new(
+                "UPDATE billing_accounts SET balance = balance - $2, updated_at = $3 \
+                 WHERE tenant_id = $1 AND balance >= $2 RETURNING balance",
+            )
+            .bind(tenant.as_str())
+            .bind(amount.0)
+            .bind(now),
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    tx.execute(
+        Stmt::new(
+            "INSERT INTO credit_entries \
+             (id, tenant_id, kind, amount, idempotency_key, reason, reference, actor, created_at) \
+             VALUES ($1, $2, 'hold', $3, $4, NULL, $5, $6, $7)",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(tenant.as_str())
+        .bind(-amount.0)
+        .bind(key)
+        .bind(reference)
+        .bind(actor)
+        .bind(now),
+    )
+    .await?;
+    Ok(Some(Micro(row.get(0)?)))
+}
+
+fn entry_from_row(row: &Row) -> Result<Entry> {
+    Ok(Entry {
+        id: row.get(0)?,
+        kind: row.get(1)?,
+        amount: Micro(row.get(2)?),
+        idempotency_key: row.get(3)?,
+        reason: row.get(4)?,
+        reference: row.get(5)?,
+        actor: row.get(6)?,
+        created_at: row.get(7)?,
+    })
+}
+
+/// A tenant's balance as both the kept sum and the recomputed one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Audit {
+    pub balance: Micro,
+    pub sum_of_entries: Micro,
+}
+
+/// Reads and appends ledger entries outside any other unit of work.
+#[derive(Debug, Clone)]
+pub struct CreditLedger {
+    db: Db,
+    default_plan: String,
+}
+
+impl CreditLedger {
+    /// A ledger over `db`; new accounts start on `default_plan`.
+    pub fn new(db: Db, default_plan: impl Into<String>) -> Self {
+        Self {
+            db,
+            default_plan: default_plan.into(),
+        }
+    }
+
+    /// Appends one entry in a transaction of its own.
+    pub async fn append(&self, tenant: &TenantId, entry: &NewEntry<'_>) -> Result<Posted> {
+        let mut tx = self.db.begin_unit(Scope::Tenant(tenant)).await?;
+        ensure_account(&mut tx, tenant, &self.default_plan).await?;
+        let posted = post(&mut tx, tenant, entry).await?;
+        tx.commit().await?;
+        Ok(posted)
+    }
+
+    /// The tenant's balance (0 before its first entry).
+    pub async fn balance(&self, tenant: &TenantId) -> Result<Micro> {
+        let mut tx = self.db.begin(Scope::Tenant(tenant), Mode::Read).await?;
+        let row = tx
+            .fetch_optional(
+                Stmt::new("SELECT balance FROM billing_accounts WHERE tenant_id = $1")
+                    .bind(tenant.as_str()),
+            )
+            .await?;
+        Ok(Micro(match row {
+            Some(row) => row.get(0)?,
+            None => 0,
+        }))
+    }
+
+    /// The kept balance beside the sum of the entries.
+    pub async fn audit(&self, tenant: &TenantId) -> Result<Audit> {
+        let balance = self.balance(tenant).await?;
+        let mut tx = self.db.begin(Scope::Tenant(tenant), Mode::Read).await?;
+        let row = tx
+            .fetch_optional(
+                Stmt::new(
+                    "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM credit_entries WHERE tenant_id = $1",
+                )
+                .bind(tenant.as_str()),
+            )
+            .await?;
+        let sum = match row {
+            Some(row) => row.get::<i64>(0)?,
+            None => 0,
+        };
+        Ok(Audit {
+            balance,
+            sum_of_entries: Micro(sum),
+        })
+    }
+
+    /// Entries newest first, `limit` of them, older than `before` (an
+    /// entry id from the previous page) if given.
+    pub async fn entries(
+        &self,
+        tenant: &TenantId,
+        before: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Entry>> {
+        let mut tx = self.db.begin(Scope::Tenant(tenant), Mode::Read).await?;
+        let columns = "id, kind, amount, idempotency_key, reason, reference, actor, created_at";
+        let stmt = match before {
+            Some(before) => Stmt::new(format!(
+                "SELECT {columns} FROM credit_entries WHERE tenant_id = $1 AND id < $2 \
+                 ORDER BY id DESC LIMIT $3"
+            ))
+            .bind(tenant.as_str())
+            .bind(before)
+            .bind(limit),
+            None => Stmt::new(format!(
+                "SELECT {columns} FROM credit_entries WHERE tenant_id = $1 \
+                 ORDER BY id DESC LIMIT $2"
+            ))
+            .bind(tenant.as_str())
+            .bind(limit),
+        };
+        tx.fetch_all(stmt)
+            .await?
+            .iter()
+            .map(entry_from_row)
+            .collect()
+    }
+}
