@@ -304,6 +304,9 @@ impl Db {
             std::fs::create_dir_all(&dir).map_err(|e| Error::Sqlx(sqlx::Error::Io(e)))?;
         }
         let options = AnyConnectOptions::from_str(url)?;
+        // A file database checkpoints its WAL in a thread of its own (see
+        // `direct::spawn_checkpointer`), never in a committing writer.
+        let background_checkpoints = engine == Engine::Sqlite && sqlite_path(url).is_some();
         let pool = AnyPoolOptions::new()
             .max_connections(if engine == Engine::Sqlite { 8 } else { 16 })
             .acquire_timeout(Duration::from_secs(30))
@@ -318,6 +321,9 @@ impl Db {
                              PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
                         )
                         .await?;
+                        if background_checkpoints {
+                            conn.execute("PRAGMA wal_autocheckpoint = 0;").await?;
+                        }
                     }
                     Ok(())
                 })
@@ -326,14 +332,16 @@ impl Db {
             .await?;
         // Units of work write through a connection of their own, driven in
         // the caller's thread (an in-memory database has no file to share).
-        let direct = match (engine, sqlite_path(url)) {
-            (Engine::Sqlite, Some(path)) => Some(DirectConn::open(&path)?),
-            _ => None,
-        };
+        let path = sqlite_path(url).filter(|_| engine == Engine::Sqlite);
+        let direct = path.as_deref().map(DirectConn::open).transpose()?;
+        let write_gate = Arc::new(tokio::sync::Mutex::new(direct));
+        if let Some(path) = &path {
+            direct::spawn_checkpointer(path, Arc::downgrade(&write_gate))?;
+        }
         Ok(Self {
             pool,
             engine,
-            write_gate: Arc::new(tokio::sync::Mutex::new(direct)),
+            write_gate,
         })
     }
 

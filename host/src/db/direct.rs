@@ -130,7 +130,8 @@ impl DirectConn {
         }
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+             PRAGMA wal_autocheckpoint = 0;",
         )?;
         Ok(conn)
     }
@@ -271,6 +272,39 @@ impl DirectConn {
             Err(rc) => Err(self.last_error(rc)),
         }
     }
+}
+
+/// How often the checkpointer copies the WAL back into the database.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Starts the thread that checkpoints the database at `path` while `alive`
+/// (the write gate) exists.
+///
+/// SQLite's automatic checkpoint runs inside the commit that crosses the
+/// WAL's size threshold, with two `fsync`s, while that writer — and so,
+/// behind the gate, every writer — waits: tens of milliseconds every few
+/// hundred commits. Here every connection has it off and this thread runs
+/// a PASSIVE checkpoint, which never blocks writers, on a connection of
+/// its own.
+pub fn spawn_checkpointer<T: Send + Sync + 'static>(
+    path: &Path,
+    alive: std::sync::Weak<T>,
+) -> Result<(), sqlx::Error> {
+    let mut conn = DirectConn::open(path)?;
+    std::thread::Builder::new()
+        .name("weft-sqlite-checkpoint".into())
+        .spawn(move || {
+            while alive.strong_count() > 0 {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                if let Err(err) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
+                    tracing::warn!(%err, "WAL checkpoint failed");
+                }
+            }
+            // The last checkpoint of a clean shutdown leaves a short WAL.
+            let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+        })
+        .map_err(sqlx::Error::Io)?;
+    Ok(())
 }
 
 /// Binds `args` to `stmt` and steps it to the end, collecting the rows.
