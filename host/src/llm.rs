@@ -494,6 +494,25 @@ impl Gateway {
             return Err(Error::Suspended);
         }
         let tokens = a.input_tokens + a.max_output;
+        // The account row first, as the settlement takes it: on PostgreSQL two
+        // transactions locking the same rows in other orders deadlock.
+        let call_id = uuid::Uuid::now_v7().to_string();
+        let hold_id = format!("hold:{call_id}");
+        let held = ledger::hold(
+            &mut tx,
+            tenant,
+            a.estimate,
+            &hold_id,
+            &call_id,
+            &caller.user,
+        )
+        .await?;
+        if held.is_none() {
+            return Err(Error::InsufficientCredits {
+                needed: a.estimate,
+                balance: a.balance,
+            });
+        }
         self.reserve_tokens(&mut tx, tenant, day, "", tokens, a.plan.tokens_per_day)
             .await?;
         self.reserve_tokens(
@@ -540,23 +559,6 @@ impl Gateway {
                     });
                 }
             }
-        }
-        let call_id = uuid::Uuid::now_v7().to_string();
-        let hold_id = format!("hold:{call_id}");
-        let held = ledger::hold(
-            &mut tx,
-            tenant,
-            a.estimate,
-            &hold_id,
-            &call_id,
-            &caller.user,
-        )
-        .await?;
-        if held.is_none() {
-            return Err(Error::InsufficientCredits {
-                needed: a.estimate,
-                balance: a.balance,
-            });
         }
         tx.execute(
             Stmt::new(
@@ -1166,6 +1168,14 @@ impl Gateway {
             let user: String = row.get(4)?;
             let day: i64 = row.get(5)?;
             let mut tx = self.db.begin_unit(Scope::Tenant(&tenant)).await?;
+            // The account row first, in the settlement's lock order.
+            tx.execute(
+                Stmt::new(
+                    "UPDATE billing_accounts SET updated_at = updated_at WHERE tenant_id = $1",
+                )
+                .bind(tenant.as_str()),
+            )
+            .await?;
             let gone = tx
                 .execute(Stmt::new("DELETE FROM credit_holds WHERE id = $1").bind(&hold_id))
                 .await?;

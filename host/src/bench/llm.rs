@@ -5,7 +5,8 @@
 //! (API-key auth, plan and limit checks, the credit hold, the provider
 //! call, the settlement) — one connection for the added latency, then
 //! 32 connections for throughput. Ledger: credit entries appended by 16
-//! concurrent writers, each in its own committed transaction.
+//! concurrent writers through the ledger's group-commit writer (each
+//! answered once its entry is committed).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -211,7 +212,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         "ledger out of balance"
     );
     println!(
-        "\n## credits ledger ({engine}): {written} entries by {LEDGER_WRITERS} writers, one committed transaction each: {per_s:.0} entries/s ({elapsed:.1} s)"
+        "\n## credits ledger ({engine}): {written} entries appended by {LEDGER_WRITERS} concurrent writers, each answered once committed (group commit): {per_s:.0} entries/s ({elapsed:.1} s)"
     );
     println!("RESULT ledger_entries_per_s={per_s:.0}");
     Ok(())

@@ -184,6 +184,30 @@ pub async fn hold(
     Ok(Some(Micro(row.get(0)?)))
 }
 
+/// The writer task: takes what is waiting (up to [`GROUP`]), commits it in
+/// one transaction, answers each. If the group fails, its entries are
+/// tried one by one, so one bad entry fails only itself.
+async fn write_groups(db: Db, plan: String, mut jobs: tokio::sync::mpsc::Receiver<Job>) {
+    let mut group = Vec::with_capacity(GROUP);
+    while jobs.recv_many(&mut group, GROUP).await > 0 {
+        match CreditLedger::commit_group(&db, &plan, &group).await {
+            Ok(posted) => {
+                for (job, p) in group.drain(..).zip(posted) {
+                    let _ = job.ack.send(Ok(p));
+                }
+            }
+            Err(_) => {
+                for job in group.drain(..) {
+                    let one = CreditLedger::commit_group(&db, &plan, std::slice::from_ref(&job))
+                        .await
+                        .map(|p| p.first().copied().unwrap_or(Posted::Duplicate));
+                    let _ = job.ack.send(one);
+                }
+            }
+        }
+    }
+}
+
 fn entry_from_row(row: &Row) -> Result<Entry> {
     Ok(Entry {
         id: row.get(0)?,
@@ -204,27 +228,91 @@ pub struct Audit {
     pub sum_of_entries: Micro,
 }
 
-/// Reads and appends ledger entries outside any other unit of work.
+/// An entry waiting for the group-commit writer.
+struct Job {
+    tenant: TenantId,
+    kind: EntryKind,
+    amount: Micro,
+    key: String,
+    reason: Option<String>,
+    reference: Option<String>,
+    actor: Option<String>,
+    ack: tokio::sync::oneshot::Sender<Result<Posted>>,
+}
+
+impl Job {
+    fn entry(&self) -> NewEntry<'_> {
+        NewEntry {
+            kind: self.kind,
+            amount: self.amount,
+            idempotency_key: &self.key,
+            reason: self.reason.as_deref(),
+            reference: self.reference.as_deref(),
+            actor: self.actor.as_deref(),
+        }
+    }
+}
+
+/// Entries one group commit takes at most.
+const GROUP: usize = 256;
+
+/// Reads the ledger, and appends entries outside any other unit of work
+/// through one writer task that commits whatever is waiting together
+/// (group commit): each caller is answered once its entry is committed.
 #[derive(Debug, Clone)]
 pub struct CreditLedger {
     db: Db,
-    default_plan: String,
+    writer: tokio::sync::mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CreditLedger {
-    /// A ledger over `db`; new accounts start on `default_plan`.
+    /// A ledger over `db`; new accounts start on `default_plan`. Starts
+    /// the writer task (call inside a tokio runtime).
     pub fn new(db: Db, default_plan: impl Into<String>) -> Self {
-        Self {
-            db,
-            default_plan: default_plan.into(),
-        }
+        let default_plan = default_plan.into();
+        let (writer, jobs) = tokio::sync::mpsc::channel(4 * GROUP);
+        tokio::spawn(write_groups(db.clone(), default_plan, jobs));
+        Self { db, writer }
     }
 
-    /// Appends one entry in a transaction of its own.
+    /// Appends one entry; answers once it is committed.
     pub async fn append(&self, tenant: &TenantId, entry: &NewEntry<'_>) -> Result<Posted> {
-        let mut tx = self.db.begin_unit(Scope::Tenant(tenant)).await?;
-        ensure_account(&mut tx, tenant, &self.default_plan).await?;
-        let posted = post(&mut tx, tenant, entry).await?;
+        let (ack, answer) = tokio::sync::oneshot::channel();
+        let job = Job {
+            tenant: tenant.clone(),
+            kind: entry.kind,
+            amount: entry.amount,
+            key: entry.idempotency_key.to_owned(),
+            reason: entry.reason.map(str::to_owned),
+            reference: entry.reference.map(str::to_owned),
+            actor: entry.actor.map(str::to_owned),
+            ack,
+        };
+        self.writer
+            .send(job)
+            .await
+            .map_err(|_| super::Error::Invalid("the ledger writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| super::Error::Invalid("the ledger writer has stopped".into()))?
+    }
+
+    /// Appends `jobs` in one transaction; the outcome of each.
+    async fn commit_group(db: &Db, plan: &str, jobs: &[Job]) -> Result<Vec<Posted>> {
+        let mut tx = db.begin_unit(Scope::Platform).await?;
+        let mut posted = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            ensure_account(&mut tx, &job.tenant, plan).await?;
+            posted.push(post(&mut tx, &job.tenant, &job.entry()).await?);
+        }
         tx.commit().await?;
         Ok(posted)
     }
