@@ -57,7 +57,7 @@ pub struct Account {
 }
 
 /// Reads `tenant`'s account in `tx` (creating it on the default plan).
-pub async fn account_in(
+async fn account_in(
     tx: &mut impl Exec,
     tenant: &TenantId,
     default_plan: &str,

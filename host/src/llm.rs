@@ -22,6 +22,7 @@
 
 pub mod config;
 pub mod select;
+mod settlement;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -35,9 +36,11 @@ use weft_llm_wire as wire;
 pub use config::{Complexity, LlmConfig, ModelConfig};
 pub use select::{Ask, Catalog, Policy, SelectError};
 
-use crate::billing::{self, Billing, Micro, NewEntry, PlanConfig, ledger};
-use crate::db::{self, Db, Exec, Mode, Scope, Stmt};
-use crate::ids::{TenantId, now_ms};
+use settlement::{Held, Outcome};
+
+use crate::billing::{self, Billing, Micro};
+use crate::db::{self, Db, Mode, Scope};
+use crate::ids::TenantId;
 
 /// Why a gateway request failed.
 #[derive(Debug, thiserror::Error)]
@@ -172,8 +175,6 @@ pub struct EmbedAnswer {
     pub attempts: Vec<Attempt>,
 }
 
-const DAY_MS: i64 = 86_400_000;
-
 /// Tokens of `text` as the gateway estimates them before a call (about four
 /// characters per token, the providers' own rule of thumb).
 pub fn text_tokens(text: &str) -> u64 {
@@ -194,18 +195,6 @@ fn input_tokens(system: Option<&str>, messages: &[wire::Message]) -> u64 {
             .sum::<u64>()
 }
 
-/// Next UTC midnight after `day`, as RFC 3339.
-fn reset_at(day: i64) -> String {
-    let ms = (day + 1) * DAY_MS;
-    time::OffsetDateTime::from_unix_timestamp(ms / 1000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
 /// A user's limits set by a tenant admin, over the plan's.
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -216,36 +205,6 @@ pub struct UserLimits {
     pub allowed_models: Option<Vec<String>>,
     /// Default model per role for this user.
     pub default_models: Option<std::collections::BTreeMap<String, String>>,
-}
-
-/// What the limits and the chain came to for one request.
-struct Assessment {
-    plan: PlanConfig,
-    user_limits: UserLimits,
-    chain: Vec<ModelConfig>,
-    input_tokens: u64,
-    max_output: u64,
-    estimate: Micro,
-    balance: Micro,
-    suspended: bool,
-}
-
-/// A prepared (held) request.
-struct Held {
-    call_id: String,
-    task: String,
-    hold_id: String,
-    assessment: Assessment,
-    day: i64,
-    started: Instant,
-}
-
-/// How a request ended, for settling.
-struct Outcome<'a> {
-    answered: Option<(&'a ModelConfig, wire::Usage)>,
-    attempts: &'a [Attempt],
-    code: &'a str,
-    streamed: bool,
 }
 
 /// The gateway service.
@@ -322,92 +281,6 @@ impl Gateway {
         Ok(u64::from(max))
     }
 
-    /// Reads the account, plan and overrides, and builds the chain and the
-    /// estimate; writes nothing.
-    async fn assess(
-        &self,
-        tx: &mut impl Exec,
-        caller: &Caller,
-        ask: Ask<'_>,
-        role: Option<&str>,
-        input_tokens: u64,
-        max_output: u64,
-    ) -> Result<Assessment> {
-        let row = tx
-            .fetch_optional(
-                Stmt::new(
-                    "SELECT plan, suspended, balance FROM billing_accounts WHERE tenant_id = $1",
-                )
-                .bind(caller.tenant.as_str()),
-            )
-            .await?;
-        let default_plan = &self.billing.config().default_plan;
-        let (plan_id, suspended, balance) = match row {
-            Some(row) => (row.get::<String>(0)?, row.get::<i64>(1)? != 0, row.get(2)?),
-            None => (default_plan.clone(), false, 0),
-        };
-        let plan = self.billing.plan_or_default(&plan_id).clone();
-        let limits_row = tx
-            .fetch_optional(
-                Stmt::new(
-                    "SELECT limits FROM llm_user_limits WHERE tenant_id = $1 AND user_id = $2",
-                )
-                .bind(caller.tenant.as_str())
-                .bind(&caller.user),
-            )
-            .await?;
-        let user_limits: UserLimits = match limits_row {
-            Some(row) => serde_json::from_str(&row.get::<String>(0)?).unwrap_or_default(),
-            None => UserLimits::default(),
-        };
-        let role_key = role.unwrap_or("default");
-        let pick = |map: &std::collections::BTreeMap<String, String>| {
-            map.get(role_key).or_else(|| map.get("default")).cloned()
-        };
-        let default = user_limits
-            .default_models
-            .as_ref()
-            .and_then(pick)
-            .or_else(|| pick(&plan.default_models));
-        let allowed: Option<Vec<String>> = user_limits.allowed_models.clone().or_else(|| {
-            plan.allowed_models
-                .get(role_key)
-                .or_else(|| plan.allowed_models.get("default"))
-                .cloned()
-        });
-        let policy = Policy {
-            default: default.as_deref(),
-            allowed: allowed.as_deref(),
-        };
-        let chain: Vec<ModelConfig> = self
-            .catalog
-            .chain(
-                &ask,
-                &policy,
-                &self.config.default_model,
-                self.config.max_attempts,
-            )?
-            .into_iter()
-            .cloned()
-            .collect();
-        let margin = self.billing.config().margin_bp;
-        let estimate = chain
-            .iter()
-            .map(|m| billing::credits::cost(m.price(), input_tokens, max_output, margin))
-            .max()
-            .unwrap_or_default();
-        Ok(Assessment {
-            plan,
-            user_limits,
-            chain,
-            input_tokens,
-            max_output,
-            estimate,
-            balance: Micro(balance),
-            suspended,
-        })
-    }
-
     fn ask<'a>(&self, req: &'a CompletionRequest, tokens: u64) -> Ask<'a> {
         let images = req
             .messages
@@ -471,315 +344,6 @@ impl Gateway {
         })
     }
 
-    /// Step 1: assess, check the limits, hold the estimate.
-    async fn prepare(
-        &self,
-        caller: &Caller,
-        ask: Ask<'_>,
-        role: Option<&str>,
-        session: Option<&str>,
-        input: u64,
-        max_output: u64,
-    ) -> Result<Held> {
-        let started = Instant::now();
-        let tenant = &caller.tenant;
-        let now = now_ms();
-        let day = now / DAY_MS;
-        let mut tx = self.db.begin_unit(Scope::Tenant(tenant)).await?;
-        ledger::ensure_account(&mut tx, tenant, &self.billing.config().default_plan).await?;
-        let a = self
-            .assess(&mut tx, caller, ask, role, input, max_output)
-            .await?;
-        if a.suspended {
-            return Err(Error::Suspended);
-        }
-        let tokens = a.input_tokens + a.max_output;
-        // The account row first, as the settlement takes it: on PostgreSQL two
-        // transactions locking the same rows in other orders deadlock.
-        let call_id = uuid::Uuid::now_v7().to_string();
-        let hold_id = format!("hold:{call_id}");
-        let held = ledger::hold(
-            &mut tx,
-            tenant,
-            a.estimate,
-            &hold_id,
-            &call_id,
-            &caller.user,
-        )
-        .await?;
-        if held.is_none() {
-            return Err(Error::InsufficientCredits {
-                needed: a.estimate,
-                balance: a.balance,
-            });
-        }
-        self.reserve_tokens(&mut tx, tenant, day, "", tokens, a.plan.tokens_per_day)
-            .await?;
-        self.reserve_tokens(
-            &mut tx,
-            tenant,
-            day,
-            &caller.user,
-            tokens,
-            a.user_limits.tokens_per_day,
-        )
-        .await?;
-        if let (Some(session), Some(limit)) = (session, a.plan.sessions_per_day) {
-            let opened = tx
-                .execute(
-                    Stmt::new(
-                        "INSERT INTO llm_sessions (tenant_id, day, session, user_id, created_at) \
-                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                    )
-                    .bind(tenant.as_str())
-                    .bind(day)
-                    .bind(session)
-                    .bind(&caller.user)
-                    .bind(now),
-                )
-                .await?;
-            if opened == 1 {
-                let row = tx
-                    .fetch_optional(
-                        Stmt::new(
-                            "SELECT COUNT(*) FROM llm_sessions WHERE tenant_id = $1 AND day = $2",
-                        )
-                        .bind(tenant.as_str())
-                        .bind(day),
-                    )
-                    .await?;
-                let count = row.map(|r| r.get::<i64>(0)).transpose()?.unwrap_or(0);
-                let count = u64::try_from(count).unwrap_or(0);
-                if count > limit {
-                    return Err(Error::DailyLimit {
-                        what: "sessions",
-                        limit,
-                        used: count - 1,
-                        reset_at: reset_at(day),
-                    });
-                }
-            }
-        }
-        tx.execute(
-            Stmt::new(
-                "INSERT INTO credit_holds (id, tenant_id, amount, tokens, user_id, day, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(&hold_id)
-            .bind(tenant.as_str())
-            .bind(a.estimate.0)
-            .bind(i64::try_from(tokens).unwrap_or(i64::MAX))
-            .bind(&caller.user)
-            .bind(day)
-            .bind(now),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Held {
-            call_id,
-            task: ask.task.to_owned(),
-            hold_id,
-            assessment: a,
-            day,
-            started,
-        })
-    }
-
-    /// Adds `tokens` to the day's counter of (`tenant`, `user`) unless that
-    /// would pass `limit`; one statement, so concurrent calls cannot both
-    /// slip under it.
-    async fn reserve_tokens(
-        &self,
-        tx: &mut impl Exec,
-        tenant: &TenantId,
-        day: i64,
-        user: &str,
-        tokens: u64,
-        limit: Option<u64>,
-    ) -> Result<()> {
-        let tokens_i = i64::try_from(tokens).unwrap_or(i64::MAX);
-        let Some(limit) = limit else {
-            tx.execute(
-                Stmt::new(
-                    "INSERT INTO llm_daily (tenant_id, day, user_id, tokens, calls) VALUES ($1, $2, $3, $4, 0) \
-                     ON CONFLICT (tenant_id, day, user_id) DO UPDATE SET tokens = llm_daily.tokens + excluded.tokens",
-                )
-                .bind(tenant.as_str())
-                .bind(day)
-                .bind(user)
-                .bind(tokens_i),
-            )
-            .await?;
-            return Ok(());
-        };
-        let limit_i = i64::try_from(limit).unwrap_or(i64::MAX);
-        let changed = if tokens <= limit {
-            tx.execute(
-                Stmt::new(
-                    "INSERT INTO llm_daily (tenant_id, day, user_id, tokens, calls) VALUES ($1, $2, $3, $4, 0) \
-                     ON CONFLICT (tenant_id, day, user_id) DO UPDATE SET tokens = llm_daily.tokens + excluded.tokens \
-                     WHERE llm_daily.tokens + excluded.tokens <= $5",
-                )
-                .bind(tenant.as_str())
-                .bind(day)
-                .bind(user)
-                .bind(tokens_i)
-                .bind(limit_i),
-            )
-            .await?
-        } else {
-            0
-        };
-        if changed == 0 {
-            let row = tx
-                .fetch_optional(
-                    Stmt::new(
-                        "SELECT tokens FROM llm_daily WHERE tenant_id = $1 AND day = $2 AND user_id = $3",
-                    )
-                    .bind(tenant.as_str())
-                    .bind(day)
-                    .bind(user),
-                )
-                .await?;
-            let used = row.map(|r| r.get::<i64>(0)).transpose()?.unwrap_or(0);
-            return Err(Error::DailyLimit {
-                what: if user.is_empty() {
-                    "tokens"
-                } else {
-                    "your tokens"
-                },
-                limit,
-                used: u64::try_from(used).unwrap_or(0),
-                reset_at: reset_at(day),
-            });
-        }
-        Ok(())
-    }
-
-    /// Step 3: release the hold, charge what was used, record the call.
-    async fn settle(
-        &self,
-        caller: &Caller,
-        held: &Held,
-        outcome: Outcome<'_>,
-    ) -> Result<(Micro, Micro)> {
-        let tenant = &caller.tenant;
-        let a = &held.assessment;
-        let margin = self.billing.config().margin_bp;
-        let (cost, usage) = match outcome.answered {
-            Some((model, usage)) => (
-                billing::credits::cost(
-                    model.price(),
-                    usage.input_tokens,
-                    usage.output_tokens,
-                    margin,
-                ),
-                usage,
-            ),
-            None => (Micro(0), wire::Usage::default()),
-        };
-        let mut tx = self.db.begin_unit(Scope::Tenant(tenant)).await?;
-        let release_key = format!("release:{}", held.call_id);
-        let charge_key = format!("charge:{}", held.call_id);
-        let mut balance = None;
-        for entry in [
-            NewEntry {
-                kind: billing::EntryKind::Release,
-                amount: a.estimate,
-                idempotency_key: &release_key,
-                reason: None,
-                reference: Some(&held.call_id),
-                actor: Some(&caller.user),
-            },
-            NewEntry {
-                kind: billing::EntryKind::Charge,
-                amount: Micro(-cost.0),
-                idempotency_key: &charge_key,
-                reason: outcome.answered.map(|(m, _)| m.id.as_str()),
-                reference: Some(&held.call_id),
-                actor: Some(&caller.user),
-            },
-        ] {
-            if entry.kind == billing::EntryKind::Charge && cost.0 == 0 {
-                continue;
-            }
-            if let billing::Posted::New(b) = ledger::post(&mut tx, tenant, &entry).await? {
-                balance = Some(b);
-            }
-        }
-        let released = tx
-            .execute(Stmt::new("DELETE FROM credit_holds WHERE id = $1").bind(&held.hold_id))
-            .await?;
-        let used = usage.input_tokens + usage.output_tokens;
-        // The sweeper already gave the reservation back if the hold is gone.
-        let reserved = if released == 1 {
-            a.input_tokens + a.max_output
-        } else {
-            0
-        };
-        let delta = i64::try_from(used).unwrap_or(i64::MAX) - i64::try_from(reserved).unwrap_or(0);
-        for user in ["", caller.user.as_str()] {
-            tx.execute(
-                Stmt::new(
-                    "UPDATE llm_daily SET tokens = CASE WHEN tokens + $4 < 0 THEN 0 ELSE tokens + $4 END, calls = calls + 1 \
-                     WHERE tenant_id = $1 AND day = $2 AND user_id = $3",
-                )
-                .bind(tenant.as_str())
-                .bind(held.day)
-                .bind(user)
-                .bind(delta),
-            )
-            .await?;
-        }
-        let attempts = serde_json::to_string(outcome.attempts).unwrap_or_else(|_| "[]".into());
-        let answered = outcome.answered.map(|(m, _)| m);
-        tx.execute(
-            Stmt::new(
-                "INSERT INTO llm_calls (id, tenant_id, user_id, plugin, task, model, provider, \
-                 input_tokens, output_tokens, cost, estimate, outcome, attempts, streamed, latency_us, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-            )
-            .bind(&held.call_id)
-            .bind(tenant.as_str())
-            .bind(&caller.user)
-            .bind(caller.plugin.as_deref())
-            .bind(&held.task)
-            .bind(answered.map(|m| m.id.as_str()))
-            .bind(answered.map(|m| m.provider.as_str()))
-            .bind(i64::try_from(usage.input_tokens).unwrap_or(i64::MAX))
-            .bind(i64::try_from(usage.output_tokens).unwrap_or(i64::MAX))
-            .bind(cost.0)
-            .bind(a.estimate.0)
-            .bind(outcome.code)
-            .bind(attempts)
-            .bind(i64::from(outcome.streamed))
-            .bind(i64::try_from(held.started.elapsed().as_micros()).unwrap_or(i64::MAX))
-            .bind(now_ms()),
-        )
-        .await?;
-        if used > 0 {
-            tx.execute(
-                Stmt::new(
-                    "INSERT INTO meter_reports (identifier, tenant_id, event_name, value, occurred_at, state, attempts) \
-                     SELECT $1, $2, $3, $4, $5, 'pending', 0 FROM billing_accounts \
-                     WHERE tenant_id = $2 AND stripe_customer_id IS NOT NULL",
-                )
-                .bind(format!("llm:{}", held.call_id))
-                .bind(tenant.as_str())
-                .bind(&self.billing.config().stripe.meter_event_name)
-                .bind(i64::try_from(used).unwrap_or(i64::MAX))
-                .bind(now_ms()),
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        let balance = match balance {
-            Some(b) => b,
-            None => self.billing.ledger.balance(tenant).await?,
-        };
-        Ok((cost, balance))
-    }
-
     fn endpoint(&self, model: &ModelConfig) -> Option<&wire::Endpoint> {
         self.endpoints.get(&model.provider)
     }
@@ -814,60 +378,39 @@ impl Gateway {
                 max_output,
             )
             .await?;
-        let mut attempts = Vec::new();
-        let mut answer = None;
-        let mut rejected = None;
-        for model in &held.assessment.chain {
-            let Some(ep) = self.endpoint(model) else {
-                continue;
-            };
-            let started = Instant::now();
-            let result = self
-                .client
-                .complete(ep, &Self::wire_request(model, req, max_output))
-                .await;
-            attempts.push(attempt(model, result.as_ref().err(), started));
-            match result {
-                Ok(completion) => {
-                    answer = Some((model, completion));
-                    break;
-                }
-                Err(e) if e.retryable() => {}
-                Err(e) => {
-                    rejected = Some(status_of(&e).unwrap_or(400));
-                    break;
-                }
-            }
-        }
+        let tried = self
+            .try_chain(&held.assessment.chain, |model, ep| {
+                let request = Self::wire_request(model, req, max_output);
+                async move { self.client.complete(ep, &request).await }
+            })
+            .await;
         let outcome = Outcome {
-            answered: answer.as_ref().map(|(m, c)| (*m, c.usage)),
-            attempts: &attempts,
-            code: match (&answer, rejected) {
-                (Some(_), _) => "ok",
-                (None, Some(_)) => "llm_rejected",
-                (None, None) => "llm_unavailable",
-            },
+            answered: tried.answer.as_ref().map(|(m, c)| (*m, c.usage)),
+            attempts: &tried.attempts,
+            code: tried.code(),
             streamed: false,
         };
         let (cost, balance) = self.settle(caller, &held, outcome).await?;
-        match answer {
-            Some((model, c)) => Ok(Answer {
-                id: held.call_id.clone(),
-                model: model.id.clone(),
-                provider: model.provider.clone(),
-                text: c.text,
-                finish_reason: c.finish_reason,
-                usage: c.usage,
-                cost,
-                estimate: held.assessment.estimate,
-                balance,
-                attempts,
-            }),
-            None => match rejected {
-                Some(status) => Err(Error::Rejected { status, attempts }),
-                None => Err(Error::Unavailable { attempts }),
-            },
-        }
+        let Tried {
+            answer,
+            attempts,
+            rejected,
+        } = tried;
+        let Some((model, c)) = answer else {
+            return Err(failure(rejected, attempts));
+        };
+        Ok(Answer {
+            id: held.call_id.clone(),
+            model: model.id.clone(),
+            provider: model.provider.clone(),
+            text: c.text,
+            finish_reason: c.finish_reason,
+            usage: c.usage,
+            cost,
+            estimate: held.assessment.estimate,
+            balance,
+            attempts,
+        })
     }
 
     /// Runs `req` streamed. The stream is driven by a task of its own, so
@@ -982,11 +525,10 @@ impl Gateway {
         let outcome = Outcome {
             answered: done.as_ref().map(|(m, c)| (*m, c.usage)).or(partial_usage),
             attempts: &attempts,
-            code: match (&done, &partial, rejected) {
-                (Some(_), _, _) => "ok",
-                (None, Some(_), _) => "stream_interrupted",
-                (None, None, Some(_)) => "llm_rejected",
-                (None, None, None) => "llm_unavailable",
+            code: if done.is_none() && partial.is_some() {
+                "stream_interrupted"
+            } else {
+                outcome_code(done.is_some(), rejected)
             },
             streamed: true,
         };
@@ -1005,10 +547,7 @@ impl Gateway {
                 balance,
                 attempts,
             }),
-            (Ok(_), None) => StreamItem::Failed(match rejected {
-                Some(status) => Error::Rejected { status, attempts },
-                None => Error::Unavailable { attempts },
-            }),
+            (Ok(_), None) => StreamItem::Failed(failure(rejected, attempts)),
         };
         let _ = out.send(item).await;
     }
@@ -1033,187 +572,117 @@ impl Gateway {
             tokens: longest,
         };
         let held = self.prepare(caller, ask, None, None, input, 0).await?;
-        let mut attempts = Vec::new();
-        let mut answer = None;
-        let mut rejected = None;
-        for m in &held.assessment.chain {
-            let Some(ep) = self.endpoint(m) else {
-                continue;
-            };
-            let started = Instant::now();
-            let request = wire::EmbedRequest {
-                model: m.model.clone(),
-                inputs: inputs.clone(),
-            };
-            let result = self.client.embed(ep, &request).await;
-            attempts.push(attempt(m, result.as_ref().err(), started));
-            match result {
-                Ok(mut e) => {
+        let tried = self
+            .try_chain(&held.assessment.chain, |m, ep| {
+                let request = wire::EmbedRequest {
+                    model: m.model.clone(),
+                    inputs: inputs.clone(),
+                };
+                async move {
+                    let mut e = self.client.embed(ep, &request).await?;
                     // A provider that reports no usage is billed on the estimate.
                     if e.usage.input_tokens == 0 {
                         e.usage.input_tokens = input;
                     }
-                    answer = Some((m, e));
+                    Ok(e)
+                }
+            })
+            .await;
+        let outcome = Outcome {
+            answered: tried.answer.as_ref().map(|(m, e)| (*m, e.usage)),
+            attempts: &tried.attempts,
+            code: tried.code(),
+            streamed: false,
+        };
+        let (cost, balance) = self.settle(caller, &held, outcome).await?;
+        let Tried {
+            answer,
+            attempts,
+            rejected,
+        } = tried;
+        let Some((m, e)) = answer else {
+            return Err(failure(rejected, attempts));
+        };
+        Ok(EmbedAnswer {
+            id: held.call_id.clone(),
+            model: m.id.clone(),
+            vectors: e.vectors,
+            usage: e.usage,
+            cost,
+            balance,
+            attempts,
+        })
+    }
+
+    /// Tries `chain` in order with `call` until a model answers or refuses
+    /// (a 4xx other than 429); a timeout, 429, 5xx or broken connection
+    /// moves on to the next model.
+    async fn try_chain<'a, T, Fut>(
+        &'a self,
+        chain: &'a [ModelConfig],
+        mut call: impl FnMut(&'a ModelConfig, &'a wire::Endpoint) -> Fut,
+    ) -> Tried<'a, T>
+    where
+        Fut: std::future::Future<Output = wire::Result<T>>,
+    {
+        let mut tried = Tried {
+            answer: None,
+            attempts: Vec::new(),
+            rejected: None,
+        };
+        for model in chain {
+            let Some(ep) = self.endpoint(model) else {
+                continue;
+            };
+            let started = Instant::now();
+            let result = call(model, ep).await;
+            tried
+                .attempts
+                .push(attempt(model, result.as_ref().err(), started));
+            match result {
+                Ok(answer) => {
+                    tried.answer = Some((model, answer));
                     break;
                 }
                 Err(e) if e.retryable() => {}
                 Err(e) => {
-                    rejected = Some(status_of(&e).unwrap_or(400));
+                    tried.rejected = Some(status_of(&e).unwrap_or(400));
                     break;
                 }
             }
         }
-        let outcome = Outcome {
-            answered: answer.as_ref().map(|(m, e)| (*m, e.usage)),
-            attempts: &attempts,
-            code: if answer.is_some() {
-                "ok"
-            } else {
-                "llm_unavailable"
-            },
-            streamed: false,
-        };
-        let (cost, balance) = self.settle(caller, &held, outcome).await?;
-        match answer {
-            Some((m, e)) => Ok(EmbedAnswer {
-                id: held.call_id.clone(),
-                model: m.id.clone(),
-                vectors: e.vectors,
-                usage: e.usage,
-                cost,
-                balance,
-                attempts,
-            }),
-            None => match rejected {
-                Some(status) => Err(Error::Rejected { status, attempts }),
-                None => Err(Error::Unavailable { attempts }),
-            },
-        }
+        tried
     }
+}
 
-    /// A user's overrides (empty when the admin set none).
-    pub async fn user_limits(&self, tenant: &TenantId, user: &str) -> Result<UserLimits> {
-        let mut tx = self.db.begin(Scope::Tenant(tenant), Mode::Read).await?;
-        let row = tx
-            .fetch_optional(
-                Stmt::new(
-                    "SELECT limits FROM llm_user_limits WHERE tenant_id = $1 AND user_id = $2",
-                )
-                .bind(tenant.as_str())
-                .bind(user),
-            )
-            .await?;
-        Ok(match row {
-            Some(row) => serde_json::from_str(&row.get::<String>(0)?).unwrap_or_default(),
-            None => UserLimits::default(),
-        })
+/// How trying a chain went.
+struct Tried<'a, T> {
+    answer: Option<(&'a ModelConfig, T)>,
+    attempts: Vec<Attempt>,
+    /// The status of the refusal that stopped the chain.
+    rejected: Option<u16>,
+}
+
+impl<T> Tried<'_, T> {
+    /// The outcome recorded with the call.
+    fn code(&self) -> &'static str {
+        outcome_code(self.answer.is_some(), self.rejected)
     }
+}
 
-    /// Stores a user's overrides; every model named must be in the catalog.
-    pub async fn set_user_limits(
-        &self,
-        tenant: &TenantId,
-        user: &str,
-        limits: &UserLimits,
-    ) -> Result<()> {
-        let named = limits
-            .allowed_models
-            .iter()
-            .flatten()
-            .chain(limits.default_models.iter().flat_map(|m| m.values()));
-        for id in named {
-            if self.catalog.get(id).is_none() {
-                return Err(SelectError::UnknownModel(id.clone()).into());
-            }
-        }
-        let json = serde_json::to_string(limits).map_err(|e| Error::Invalid(e.to_string()))?;
-        let mut tx = self.db.begin_unit(Scope::Tenant(tenant)).await?;
-        tx.execute(
-            Stmt::new(
-                "INSERT INTO llm_user_limits (tenant_id, user_id, limits, updated_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (tenant_id, user_id) DO UPDATE SET limits = excluded.limits, updated_at = excluded.updated_at",
-            )
-            .bind(tenant.as_str())
-            .bind(user)
-            .bind(json)
-            .bind(now_ms()),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+fn outcome_code(answered: bool, rejected: Option<u16>) -> &'static str {
+    match (answered, rejected) {
+        (true, _) => "ok",
+        (false, Some(_)) => "llm_rejected",
+        (false, None) => "llm_unavailable",
     }
+}
 
-    /// Releases holds older than `age` (left by a crash between prepare and
-    /// settle): the estimate goes back, the reserved tokens too. Returns
-    /// how many were released.
-    pub async fn release_stale_holds(&self, age: Duration) -> Result<usize> {
-        let cutoff = now_ms() - i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
-        let mut tx = self.db.begin(Scope::Platform, Mode::Read).await?;
-        let rows = tx
-            .fetch_all(
-                Stmt::new(
-                    "SELECT id, tenant_id, amount, tokens, user_id, day FROM credit_holds \
-                     WHERE created_at < $1 ORDER BY created_at LIMIT 500",
-                )
-                .bind(cutoff),
-            )
-            .await?;
-        drop(tx);
-        let mut released = 0;
-        for row in rows {
-            let hold_id: String = row.get(0)?;
-            let tenant = TenantId::from_raw(row.get::<String>(1)?);
-            let amount: i64 = row.get(2)?;
-            let tokens: i64 = row.get(3)?;
-            let user: String = row.get(4)?;
-            let day: i64 = row.get(5)?;
-            let mut tx = self.db.begin_unit(Scope::Tenant(&tenant)).await?;
-            // The account row first, in the settlement's lock order.
-            tx.execute(
-                Stmt::new(
-                    "UPDATE billing_accounts SET updated_at = updated_at WHERE tenant_id = $1",
-                )
-                .bind(tenant.as_str()),
-            )
-            .await?;
-            let gone = tx
-                .execute(Stmt::new("DELETE FROM credit_holds WHERE id = $1").bind(&hold_id))
-                .await?;
-            if gone == 0 {
-                continue;
-            }
-            let call = hold_id.trim_start_matches("hold:");
-            let key = format!("release:{call}");
-            ledger::post(
-                &mut tx,
-                &tenant,
-                &NewEntry {
-                    kind: billing::EntryKind::Release,
-                    amount: Micro(amount),
-                    idempotency_key: &key,
-                    reason: Some("stale hold"),
-                    reference: Some(call),
-                    actor: Some("system"),
-                },
-            )
-            .await?;
-            for u in ["", user.as_str()] {
-                tx.execute(
-                    Stmt::new(
-                        "UPDATE llm_daily SET tokens = CASE WHEN tokens - $4 < 0 THEN 0 ELSE tokens - $4 END \
-                         WHERE tenant_id = $1 AND day = $2 AND user_id = $3",
-                    )
-                    .bind(tenant.as_str())
-                    .bind(day)
-                    .bind(u)
-                    .bind(tokens),
-                )
-                .await?;
-            }
-            tx.commit().await?;
-            released += 1;
-        }
-        Ok(released)
+/// The error of a chain no model answered.
+fn failure(rejected: Option<u16>, attempts: Vec<Attempt>) -> Error {
+    match rejected {
+        Some(status) => Error::Rejected { status, attempts },
+        None => Error::Unavailable { attempts },
     }
 }
 
@@ -1265,11 +734,5 @@ mod tests {
             ],
         }];
         assert_eq!(input_tokens(Some("sys!"), &messages), 1 + 2 + IMAGE_TOKENS);
-    }
-
-    #[test]
-    fn limits_reset_at_the_next_utc_midnight() {
-        // Day 20,000 since the epoch is 2024-10-04.
-        assert_eq!(reset_at(20_000), "2024-10-05T00:00:00Z");
     }
 }

@@ -87,6 +87,11 @@ fn kinds(entries: &[Value]) -> Vec<&str> {
     kinds
 }
 
+/// `POST /v1/llm/complete` with `t`'s API key.
+async fn complete(s: &Server, t: &TestTenant, body: Value) -> (StatusCode, Value) {
+    s.post("/v1/llm/complete", Some(&t.api_key), body).await
+}
+
 fn ask(model: &str, text: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 500})
 }
@@ -133,13 +138,7 @@ llm_test!(
         ];
         for (model, wire_model, used, cost, after) in cases {
             fake.script(wire_model, Script::new().reply("the answer").usage(used));
-            let (status, body) = s
-                .post(
-                    "/v1/llm/complete",
-                    Some(&t.api_key),
-                    ask(model, "a question"),
-                )
-                .await;
+            let (status, body) = complete(s, &t, ask(model, "a question")).await;
             assert_eq!(status, StatusCode::OK, "{model}: {body}");
             assert_eq!(body["model"], model, "{body}");
             assert_eq!(body["text"], "the answer", "{body}");
@@ -194,13 +193,7 @@ llm_test!(
         // cheapest of the tier, gemini-flash.
         fake.script("gpt-4o-mini", Script::new().fail(500, 1));
         fake.script("gemini-2.0-flash", Script::new().usage(usage(1_000, 1_000)));
-        let (status, body) = s
-            .post(
-                "/v1/llm/complete",
-                Some(&t.api_key),
-                ask("gpt-4o-mini", "hello"),
-            )
-            .await;
+        let (status, body) = complete(s, &t, ask("gpt-4o-mini", "hello")).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["model"], "gemini-flash", "{body}");
         let attempts = body["attempts"].as_array().expect("attempts");
@@ -237,13 +230,7 @@ llm_test!(
             "gpt-4o-mini",
             Script::new().delay(Duration::from_millis(1_500)),
         );
-        let (status, body) = s
-            .post(
-                "/v1/llm/complete",
-                Some(&t.api_key),
-                ask("gpt-4o-mini", "hello"),
-            )
-            .await;
+        let (status, body) = complete(s, &t, ask("gpt-4o-mini", "hello")).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["attempts"][0]["outcome"], "timeout", "{body}");
         assert_eq!(body["model"], "gemini-flash", "{body}");
@@ -262,13 +249,7 @@ llm_test!(
     no_tweak,
     async |s: &Server, fake: &FakeLlm| {
         let t = s.tenant("broke").await;
-        let (status, body) = s
-            .post(
-                "/v1/llm/complete",
-                Some(&t.api_key),
-                ask("gpt-4o-mini", "hello"),
-            )
-            .await;
+        let (status, body) = complete(s, &t, ask("gpt-4o-mini", "hello")).await;
         assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{body}");
         assert_eq!(code(&body), "insufficient_credits");
         assert_eq!(body["error"]["balance"], "0", "{body}");
@@ -288,13 +269,7 @@ llm_test!(
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["affordable"], false, "{body}");
         assert_eq!(body["models"][0], "gpt-4o-mini", "{body}");
-        let (status, _) = s
-            .post(
-                "/v1/llm/complete",
-                Some(&t.api_key),
-                ask("gpt-4o-mini", "hello"),
-            )
-            .await;
+        let (status, _) = complete(s, &t, ask("gpt-4o-mini", "hello")).await;
         assert_eq!(status, StatusCode::PAYMENT_REQUIRED);
         assert!(fake.requests().is_empty());
         assert_eq!(balance(s, &t).await, "0.001");
@@ -317,26 +292,14 @@ llm_test!(
         fake.script("gpt-4o-mini", Script::new().usage(usage(450, 450)));
         // Each call reserves 1 + 500 tokens first, then is corrected to 900.
         for _ in 0..2 {
-            let (status, body) = s
-                .post(
-                    "/v1/llm/complete",
-                    Some(&t.api_key),
-                    ask("gpt-4o-mini", "hi"),
-                )
-                .await;
+            let (status, body) = complete(s, &t, ask("gpt-4o-mini", "hi")).await;
             assert_eq!(status, StatusCode::OK, "{body}");
         }
         let (status, body) = s.get("/v1/billing", Some(&t.admin_token)).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["tokens_today"], 1_800, "{body}");
         // A third call would need 501 more: over 2,000.
-        let (status, body) = s
-            .post(
-                "/v1/llm/complete",
-                Some(&t.api_key),
-                ask("gpt-4o-mini", "hi"),
-            )
-            .await;
+        let (status, body) = complete(s, &t, ask("gpt-4o-mini", "hi")).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
         assert_eq!(code(&body), "daily_limit_exceeded");
         assert_eq!(body["error"]["limit_kind"], "tokens", "{body}");
@@ -360,14 +323,10 @@ llm_test!(
             body
         };
         for id in ["a", "b", "a"] {
-            let (status, body) = s
-                .post("/v1/llm/complete", Some(&t2.api_key), with_session(id))
-                .await;
+            let (status, body) = complete(s, &t2, with_session(id)).await;
             assert_eq!(status, StatusCode::OK, "session {id}: {body}");
         }
-        let (status, body) = s
-            .post("/v1/llm/complete", Some(&t2.api_key), with_session("c"))
-            .await;
+        let (status, body) = complete(s, &t2, with_session("c")).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
         assert_eq!(code(&body), "daily_limit_exceeded");
         assert_eq!(body["error"]["limit_kind"], "sessions", "{body}");
@@ -383,13 +342,7 @@ llm_test!(
         for model in ["gpt-4o-mini", "gemini-2.0-flash", "claude-3-5-haiku-latest"] {
             fake.script(model, Script::new().fail(503, 10));
         }
-        let (status, body) = s
-            .post(
-                "/v1/llm/complete",
-                Some(&t.api_key),
-                ask("gpt-4o-mini", "hello"),
-            )
-            .await;
+        let (status, body) = complete(s, &t, ask("gpt-4o-mini", "hello")).await;
         assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
         assert_eq!(code(&body), "llm_unavailable");
         assert_eq!(
@@ -402,13 +355,7 @@ llm_test!(
         assert_eq!(kinds(&entries), ["grant", "hold", "release"]);
         // A 400 from the provider is not retried elsewhere.
         fake.script("gpt-4o-mini", Script::new().fail(400, 1));
-        let (status, body) = s
-            .post(
-                "/v1/llm/complete",
-                Some(&t.api_key),
-                ask("gpt-4o-mini", "hello"),
-            )
-            .await;
+        let (status, body) = complete(s, &t, ask("gpt-4o-mini", "hello")).await;
         assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
         assert_eq!(code(&body), "llm_rejected");
         assert_eq!(
@@ -539,9 +486,7 @@ llm_test!(
             ),
         ];
         for (body, status, expected) in cases {
-            let (got, answer) = s
-                .post("/v1/llm/complete", Some(&t.api_key), body.clone())
-                .await;
+            let (got, answer) = complete(s, &t, body.clone()).await;
             assert_eq!(
                 (got, code(&answer)),
                 (status, expected),
@@ -559,13 +504,7 @@ llm_test!(
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        let (status, body) = s
-            .post(
-                "/v1/llm/complete",
-                Some(&t.api_key),
-                ask("gpt-4o-mini", "x"),
-            )
-            .await;
+        let (status, body) = complete(s, &t, ask("gpt-4o-mini", "x")).await;
         assert_eq!(
             (status, code(&body)),
             (StatusCode::FORBIDDEN, "account_suspended")
@@ -598,7 +537,7 @@ llm_test!(
                 {"type": "image", "media_type": "image/png", "data": png},
             ]}],
         });
-        let (status, answer) = s.post("/v1/llm/complete", Some(&t.api_key), body).await;
+        let (status, answer) = complete(s, &t, body).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
         let seen = fake.last_request().expect("request");
         let content = &seen.body["messages"][0]["content"];

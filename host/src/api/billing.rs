@@ -234,38 +234,13 @@ struct Range {
     to: Option<String>,
 }
 
-const DAY_MS: i64 = 86_400_000;
-
-fn range_ms(range: &Range) -> ApiResult<(i64, i64)> {
-    let parse = |s: &str| -> ApiResult<i64> {
-        let format = time::macros::format_description!("[year]-[month]-[day]");
-        let date = time::Date::parse(s, &format)
-            .map_err(|_| ApiError::invalid(format!("{s:?} is not a YYYY-MM-DD date")))?;
-        Ok(date.midnight().assume_utc().unix_timestamp() * 1000)
-    };
-    let today = now_ms() / DAY_MS * DAY_MS;
-    let from = range
-        .from
-        .as_deref()
-        .map(parse)
-        .transpose()?
-        .unwrap_or(today - 29 * DAY_MS);
-    let to = range.to.as_deref().map(parse).transpose()?.unwrap_or(today) + DAY_MS;
-    if to <= from || to - from > 366 * DAY_MS {
-        return Err(ApiError::invalid(
-            "the range must be 1-366 days with from <= to",
-        ));
-    }
-    Ok((from, to))
-}
-
 async fn usage_json(
     app: &App,
     tenant: &TenantId,
     user: Option<&str>,
     range: Range,
 ) -> ApiResult<Value> {
-    let (from, to) = range_ms(&range)?;
+    let (from, to) = super::usage::day_range(range.from.as_deref(), range.to.as_deref())?;
     let usage = app.billing.llm_usage(tenant, user, from, to).await?;
     Ok(json!({ "usage": usage }))
 }

@@ -39,30 +39,29 @@ fn parse_day(s: &str) -> Result<i64, ApiError> {
     Ok(date.midnight().assume_utc().unix_timestamp() * 1000)
 }
 
-async fn usage_of(
-    app: &App,
-    tenant: &crate::tenancy::Tenant,
-    range: Range,
-) -> ApiResult<axum::Json<Value>> {
+/// `[from, to)` in ms of a `from`/`to` pair of days (inclusive; default:
+/// the last 30 days), at most 366 days long.
+pub(super) fn day_range(from: Option<&str>, to: Option<&str>) -> Result<(i64, i64), ApiError> {
     let today = now_ms() / DAY_MS * DAY_MS;
-    let from = range
-        .from
-        .as_deref()
+    let from = from
         .map(parse_day)
         .transpose()?
         .unwrap_or(today - 29 * DAY_MS);
-    let to = range
-        .to
-        .as_deref()
-        .map(parse_day)
-        .transpose()?
-        .unwrap_or(today)
-        + DAY_MS;
+    let to = to.map(parse_day).transpose()?.unwrap_or(today) + DAY_MS;
     if to <= from || to - from > 366 * DAY_MS {
         return Err(ApiError::invalid(
             "the range must be 1-366 days with from <= to",
         ));
     }
+    Ok((from, to))
+}
+
+async fn usage_of(
+    app: &App,
+    tenant: &crate::tenancy::Tenant,
+    range: Range,
+) -> ApiResult<axum::Json<Value>> {
+    let (from, to) = day_range(range.from.as_deref(), range.to.as_deref())?;
     let days = crate::metering::daily_usage(&app.db, &tenant.id, from, to).await?;
     Ok(axum::Json(json!({ "tenant": tenant.slug, "usage": days })))
 }
