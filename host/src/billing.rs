@@ -57,11 +57,7 @@ pub struct Account {
 }
 
 /// Reads `tenant`'s account in `tx` (creating it on the default plan).
-async fn account_in(
-    tx: &mut impl Exec,
-    tenant: &TenantId,
-    default_plan: &str,
-) -> Result<Account> {
+async fn account_in(tx: &mut impl Exec, tenant: &TenantId, default_plan: &str) -> Result<Account> {
     ledger::ensure_account(tx, tenant, default_plan).await?;
     let row = tx
         .fetch_optional(
