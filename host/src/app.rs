@@ -62,10 +62,18 @@ impl App {
         let storage = Arc::new(Storage::new(db.clone(), config.quotas.clone()));
         let events = Arc::new(Events::new(config.events.clone()));
         let search = Arc::new(Search::new(config.data_dir.join("search")).with_journal(db.clone()));
+        let billing = Arc::new(Billing::new(db.clone(), config.billing.clone())?);
+        let llm = Arc::new(Gateway::new(
+            db.clone(),
+            billing.clone(),
+            config.llm.clone(),
+            |name| std::env::var(name).ok(),
+        )?);
         let services = Arc::new(Services {
             storage: storage.clone(),
             events: events.clone(),
             search: search.clone(),
+            llm: llm.clone(),
         });
         let runtime = Runtime::new(
             config.runtime.clone(),
@@ -75,13 +83,6 @@ impl App {
             services,
         )?;
         let (meter, _writer) = Meter::start(db.clone(), &config.metering);
-        let billing = Arc::new(Billing::new(db.clone(), config.billing.clone())?);
-        let llm = Arc::new(Gateway::new(
-            db.clone(),
-            billing.clone(),
-            config.llm.clone(),
-            |name| std::env::var(name).ok(),
-        )?);
         let app = Arc::new(Self {
             tenants: Tenants::new(db.clone()),
             users: Users::new(db.clone(), TokenSigner::new(&secret)),

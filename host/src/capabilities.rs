@@ -10,6 +10,7 @@ mod config;
 mod docs;
 mod events;
 mod kv;
+mod llm;
 mod log;
 mod logbuf;
 mod search;
@@ -31,17 +32,17 @@ pub struct Services {
     pub storage: Arc<Storage>,
     pub events: Arc<Events>,
     pub search: Arc<Search>,
+    pub llm: Arc<crate::llm::Gateway>,
 }
 
 /// Host bindings generated from each `wit/platform@*` version this host
 /// runs. Each version has its own traits; the implementations of the
 /// interfaces both versions share are written once (see `kv.rs`).
 pub mod bindings {
-    /// `weft:platform@0.2.0`: adds events, search and the event and
-    /// schedule handlers.
-    pub mod v0_2 {
+    /// `weft:platform@0.3.0`: adds the LLM gateway (`llm`).
+    pub mod v0_3 {
         wasmtime::component::bindgen!({
-            path: "../wit/platform@0.2.0",
+            path: "../wit/platform@0.3.0",
             world: "plugin",
             imports: { default: async | trappable },
             exports: { default: async },
@@ -54,8 +55,28 @@ pub mod bindings {
         });
     }
 
-    /// `weft:platform@0.1.0`, the first release: `handle` only. Its request
-    /// and response types are the same shape as 0.2.0's and are bound to them.
+    /// `weft:platform@0.2.0`: adds events, search and the event and
+    /// schedule handlers. Its types are the same shape as 0.3.0's and are
+    /// bound to them.
+    pub mod v0_2 {
+        wasmtime::component::bindgen!({
+            path: "../wit/platform@0.2.0",
+            world: "plugin",
+            imports: { default: async | trappable },
+            exports: { default: async },
+            trappable_error_type: {
+                "weft:platform/kv.error" => crate::storage::Error,
+                "weft:platform/docs.error" => crate::storage::Error,
+                "weft:platform/events.error" => crate::events::PublishError,
+                "weft:platform/search.error" => crate::search::Error,
+            },
+            with: {
+                "weft:platform/types": super::v0_3::weft::platform::types,
+            },
+        });
+    }
+
+    /// `weft:platform@0.1.0`, the first release: `handle` only.
     pub mod v0_1 {
         wasmtime::component::bindgen!({
             path: "../wit/platform@0.1.0",
@@ -67,13 +88,13 @@ pub mod bindings {
                 "weft:platform/docs.error" => crate::storage::Error,
             },
             with: {
-                "weft:platform/types": super::v0_2::weft::platform::types,
+                "weft:platform/types": super::v0_3::weft::platform::types,
             },
         });
     }
 }
 
-pub use bindings::v0_2::weft::platform::types;
+pub use bindings::v0_3::weft::platform::types;
 
 /// The one (tenant, plugin) pair a Store is bound to.
 #[derive(Debug, Clone)]
@@ -104,12 +125,20 @@ pub struct Capabilities {
     /// The unit of work was lent by a batch of calls: this call is a
     /// savepoint in it, and the batch commits.
     lent: bool,
+    /// The lent unit was lent with a savepoint (not begun by this call).
+    savepoint: bool,
+    /// The user the call acts for (an HTTP request's caller).
+    acting_for: Option<String>,
+    /// Time spent waiting for the LLM gateway, which is not the guest's.
+    outside_guest: std::time::Duration,
 }
 
 /// What a call that borrowed a batch's unit of work gives back.
 #[derive(Debug)]
 pub struct GivenBack {
-    pub unit: UnitOfWork,
+    /// `None` only for a batch's first call that began no unit (it wrote
+    /// nothing, or failed).
+    pub unit: Option<UnitOfWork>,
     /// Search writes to apply once the batch commits (none if rolled back).
     pub search_writes: Vec<crate::search::Journaled>,
     /// Events the call published (none if rolled back).
@@ -183,7 +212,21 @@ impl Capabilities {
             events: Vec::new(),
             search_writes: Vec::new(),
             lent: false,
+            savepoint: false,
+            acting_for: None,
+            outside_guest: std::time::Duration::ZERO,
         }
+    }
+
+    /// Binds the call to the user it acts for (the request's caller).
+    pub fn act_for(&mut self, user: Option<String>) {
+        self.acting_for = user;
+    }
+
+    /// How long the call waited for the LLM gateway: its wall-clock limit
+    /// is extended by that much.
+    pub fn time_outside_guest(&self) -> std::time::Duration {
+        self.outside_guest
     }
 
     /// Runs this call in `unit`, a batch's unit of work, as a savepoint.
@@ -191,8 +234,16 @@ impl Capabilities {
         unit.begin_savepoint();
         self.unit_of_work = Some(unit);
         self.lent = true;
+        self.savepoint = true;
         // The batch holds the write lock from the call's first instruction.
         self.write_began = Some(std::time::Instant::now());
+    }
+
+    /// Runs this call as the first of a batch that has no unit of work
+    /// yet: the call begins it at its first write (so it may use the LLM
+    /// gateway before), and gives it to the batch if it succeeds.
+    pub fn begin_batch(&mut self) {
+        self.lent = true;
     }
 
     /// Ends a call that borrowed a unit: keeps its changes (`keep`) or
@@ -200,13 +251,24 @@ impl Capabilities {
     /// transaction is broken: the batch must not commit.
     pub async fn give_back(&mut self, keep: bool) -> Result<Option<GivenBack>, storage::Error> {
         self.write_began = None;
-        let Some(mut unit) = self.unit_of_work.take().filter(|_| self.lent) else {
+        if !self.lent {
             return Ok(None);
+        }
+        let unit = match self.unit_of_work.take() {
+            Some(mut unit) if self.savepoint => {
+                if keep {
+                    unit.release_savepoint().await?;
+                } else {
+                    unit.rollback_savepoint().await?;
+                }
+                Some(unit)
+            }
+            // Begun by this call: kept whole, or rolled back by dropping it.
+            Some(unit) => keep.then_some(unit),
+            None if self.savepoint => return Ok(None),
+            None => None,
         };
-        if keep {
-            unit.release_savepoint().await?;
-        } else {
-            unit.rollback_savepoint().await?;
+        if !keep {
             self.search_writes.clear();
             self.events.clear();
         }
@@ -272,6 +334,7 @@ impl Capabilities {
         get: fn(&mut T) -> &mut Capabilities,
     ) -> wasmtime::Result<()> {
         use wasmtime::component::HasSelf;
+        bindings::v0_3::Plugin::add_to_linker::<T, HasSelf<Capabilities>>(linker, get)?;
         bindings::v0_2::Plugin::add_to_linker::<T, HasSelf<Capabilities>>(linker, get)?;
         bindings::v0_1::Plugin::add_to_linker::<T, HasSelf<Capabilities>>(linker, get)
     }

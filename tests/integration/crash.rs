@@ -104,7 +104,11 @@ async fn kill_mid_stream(engine: Engine) {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Kill once the stream is well under way, however slow the machine.
+    let under_way = std::time::Instant::now() + Duration::from_secs(60);
+    while acknowledged.lock().expect("lock").len() < 200 && std::time::Instant::now() < under_way {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     child.kill().expect("SIGKILL"); // Child::kill sends SIGKILL on Unix
     child.wait().expect("reap");
     for w in workers {
@@ -291,7 +295,11 @@ async fn kill_mid_event_stream(engine: Engine) {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Kill once the stream is well under way, however slow the machine.
+    let under_way = std::time::Instant::now() + Duration::from_secs(60);
+    while acknowledged.lock().expect("lock").len() < 200 && std::time::Instant::now() < under_way {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     child.kill().expect("SIGKILL");
     child.wait().expect("reap");
     for w in workers {
@@ -299,7 +307,7 @@ async fn kill_mid_event_stream(engine: Engine) {
     }
     let acknowledged = acknowledged.lock().expect("lock").clone();
     assert!(
-        acknowledged.len() > 50,
+        acknowledged.len() >= 200,
         "the stream was under way when killed ({} events)",
         acknowledged.len()
     );

@@ -14,7 +14,7 @@ use weft_llm_wire::fake::{FakeLlm, Script};
 use crate::common::{self, Engine, Server, TestTenant, code};
 
 /// A server whose providers all point at `fake`, with `tweak` applied.
-async fn start(engine: Engine, tweak: fn(&mut Config)) -> Option<(Server, FakeLlm)> {
+pub(crate) async fn start(engine: Engine, tweak: fn(&mut Config)) -> Option<(Server, FakeLlm)> {
     let fake = FakeLlm::start().await;
     let base = fake.base_url();
     let server = common::start_with(engine, move |c| {
@@ -35,14 +35,15 @@ macro_rules! llm_test {
             use super::*;
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                if let Some((server, fake)) = start(Engine::Sqlite, $tweak).await {
+                if let Some((server, fake)) = start($crate::common::Engine::Sqlite, $tweak).await {
                     ($body)(&server, &fake).await;
                     server.stop().await;
                 }
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                if let Some((server, fake)) = start(Engine::Postgres, $tweak).await {
+                if let Some((server, fake)) = start($crate::common::Engine::Postgres, $tweak).await
+                {
                     ($body)(&server, &fake).await;
                     server.stop().await;
                 }
@@ -51,10 +52,12 @@ macro_rules! llm_test {
     };
 }
 
-fn no_tweak(_: &mut Config) {}
+pub(crate) use llm_test;
+
+pub(crate) fn no_tweak(_: &mut Config) {}
 
 /// Grants `credits` to `t` as the superadmin.
-async fn grant(s: &Server, t: &TestTenant, credits: &str) {
+pub(crate) async fn grant(s: &Server, t: &TestTenant, credits: &str) {
     let (status, body) = s
         .post(
             &format!("/v1/tenants/{}/credits", t.slug),
@@ -65,14 +68,14 @@ async fn grant(s: &Server, t: &TestTenant, credits: &str) {
     assert_eq!(status, StatusCode::CREATED, "{body}");
 }
 
-async fn balance(s: &Server, t: &TestTenant) -> String {
+pub(crate) async fn balance(s: &Server, t: &TestTenant) -> String {
     let (status, body) = s.get("/v1/billing", Some(&t.admin_token)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body["balance"].as_str().expect("balance").to_owned()
 }
 
 /// The ledger, asserting that the balance is the sum of its entries.
-async fn ledger(s: &Server, t: &TestTenant) -> Vec<Value> {
+pub(crate) async fn ledger(s: &Server, t: &TestTenant) -> Vec<Value> {
     let (status, body) = s
         .get("/v1/billing/ledger?limit=500", Some(&t.admin_token))
         .await;
@@ -81,7 +84,7 @@ async fn ledger(s: &Server, t: &TestTenant) -> Vec<Value> {
     body["entries"].as_array().expect("entries").clone()
 }
 
-fn kinds(entries: &[Value]) -> Vec<&str> {
+pub(crate) fn kinds(entries: &[Value]) -> Vec<&str> {
     let mut kinds: Vec<&str> = entries.iter().filter_map(|e| e["kind"].as_str()).collect();
     kinds.sort_unstable();
     kinds
@@ -96,7 +99,7 @@ fn ask(model: &str, text: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 500})
 }
 
-fn usage(input: u64, output: u64) -> Usage {
+pub(crate) fn usage(input: u64, output: u64) -> Usage {
     Usage {
         input_tokens: input,
         output_tokens: output,

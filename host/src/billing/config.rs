@@ -190,7 +190,13 @@ fn default_plans() -> Vec<PlanConfig> {
             ]),
             allowed_models: allowed(&[(
                 "default",
-                &["gemini-flash", "gpt-4o-mini", "claude-haiku"],
+                &[
+                    "gemini-flash",
+                    "gpt-4o-mini",
+                    "claude-haiku",
+                    "gemini-embed",
+                    "openai-embed-small",
+                ],
             )]),
             stripe_price: None,
             stripe_lookup_key: Some("bootstrapper".into()),
@@ -215,6 +221,8 @@ fn default_plans() -> Vec<PlanConfig> {
                     "claude-haiku",
                     "gpt-4o",
                     "claude-sonnet",
+                    "gemini-embed",
+                    "openai-embed-small",
                 ],
             )]),
             stripe_price: None,

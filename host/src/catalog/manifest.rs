@@ -9,7 +9,7 @@ use super::{Error, Result};
 use crate::tenancy::Role;
 
 /// The WIT package versions this host can run.
-pub const SUPPORTED_WIT: &[&str] = &["0.1.0", "0.2.0"];
+pub const SUPPORTED_WIT: &[&str] = &["0.1.0", "0.2.0", "0.3.0"];
 
 /// A parsed, validated manifest.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -62,6 +62,8 @@ pub enum Capability {
     Events,
     /// `weft:platform@0.2.0` and later.
     Search,
+    /// `weft:platform@0.3.0` and later.
+    Llm,
 }
 
 impl Capability {
@@ -74,7 +76,23 @@ impl Capability {
             Capability::Log => "log",
             Capability::Events => "events",
             Capability::Search => "search",
+            Capability::Llm => "llm",
         }
+    }
+
+    /// The first WIT version with the interface.
+    pub fn since(self) -> &'static str {
+        match self {
+            Capability::Kv | Capability::Docs | Capability::Config | Capability::Log => "0.1.0",
+            Capability::Events | Capability::Search => "0.2.0",
+            Capability::Llm => "0.3.0",
+        }
+    }
+
+    /// Whether WIT version `wit` (one of [`SUPPORTED_WIT`]) has the interface.
+    pub fn in_wit(self, wit: &str) -> bool {
+        let position = |v: &str| SUPPORTED_WIT.iter().position(|s| *s == v);
+        position(self.since()) <= position(wit)
     }
 }
 
@@ -241,15 +259,11 @@ impl Manifest {
                 "subscriptions and schedules need plugin.wit 0.2.0 or later (0.1.0 has no handlers)",
             ));
         }
-        if p.wit == "0.1.0"
-            && let Some(c) = p
-                .capabilities
-                .iter()
-                .find(|c| matches!(c, Capability::Events | Capability::Search))
-        {
+        if let Some(c) = p.capabilities.iter().find(|c| !c.in_wit(&p.wit)) {
             return Err(invalid(format!(
-                "capability {:?} needs plugin.wit 0.2.0 or later",
-                c.interface()
+                "capability {:?} needs plugin.wit {} or later",
+                c.interface(),
+                c.since()
             )));
         }
         for subscription in &self.subscriptions {

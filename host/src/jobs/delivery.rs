@@ -18,6 +18,7 @@ use tokio::sync::Semaphore;
 
 use crate::app::App;
 use crate::capabilities::{Binding, types};
+use crate::catalog::manifest::Capability;
 use crate::db::{self, Engine, Exec, Mode, Scope, Stmt};
 use crate::events::backoff_ms;
 use crate::ids::{TenantId, now_ms};
@@ -281,6 +282,12 @@ async fn record_alone(
     Ok(())
 }
 
+/// Whether the plugin may call the LLM gateway, which it must do before its
+/// first write: its handlers cannot run inside an open batch transaction.
+fn uses_llm(manifest: &crate::catalog::Manifest) -> bool {
+    manifest.plugin.capabilities.contains(&Capability::Llm)
+}
+
 /// Deliveries of one tenant to one subscriber, in claim order, with their events.
 type Group = Vec<(Claimed, Option<types::Event>)>;
 
@@ -317,18 +324,21 @@ async fn deliver_group(
         tenant: &tenant,
         plugin: &subscriber,
     };
-    let unit = match app.storage.begin_unit(owner).await {
-        Ok(unit) => unit,
-        Err(err) => {
-            let outcomes = all(Outcome::Retry, &err.to_string());
-            return record_alone(app, &tenant, &outcomes).await;
+    let mut batch = if uses_llm(&plugin.manifest) {
+        Batch::lazy()
+    } else {
+        match app.storage.begin_unit(owner).await {
+            Ok(unit) => Batch::new(unit),
+            Err(err) => {
+                let outcomes = all(Outcome::Retry, &err.to_string());
+                return record_alone(app, &tenant, &outcomes).await;
+            }
         }
     };
-    let mut batch = Batch::new(unit);
     let started = Instant::now();
     let mut outcomes = Vec::with_capacity(group.len());
     for (d, event) in group {
-        if started.elapsed() > BATCH_BUDGET || batch.unit.is_none() {
+        if started.elapsed() > BATCH_BUDGET || (batch.unit.is_none() && !batch.lazy) {
             outcomes.push((d, Outcome::Unclaimed));
             continue;
         }
@@ -354,6 +364,20 @@ async fn deliver_group(
         outcomes.push((d, Outcome::of(outcome.result)));
     }
 
+    if batch.lazy && batch.unit.is_none() {
+        // The call wrote nothing (or failed): the bookkeeping needs a unit.
+        match app.storage.begin_unit(owner).await {
+            Ok(unit) => batch.unit = Some(unit),
+            Err(err) => {
+                tracing::error!(error = %err, "beginning a delivery's bookkeeping failed");
+                let outcomes: Vec<_> = outcomes
+                    .into_iter()
+                    .map(|(d, _)| (d, Outcome::Retry(err.to_string())))
+                    .collect();
+                return record_alone(app, &tenant, &outcomes).await;
+            }
+        }
+    }
     let Some(mut unit) = batch.unit.take() else {
         // A savepoint could not be ended: the transaction is gone with
         // every write of the batch. Every delivery is tried again.
@@ -425,7 +449,17 @@ async fn run_batch(
     for d in batch {
         let event = d.event_id.as_ref().and_then(|id| events.get(id).cloned());
         let key = (d.tenant.clone(), d.subscriber.clone());
-        match groups.iter_mut().find(|(k, _)| *k == key) {
+        // A subscriber that uses the LLM gateway gets its deliveries one
+        // per batch (see `Batch::lazy`).
+        let alone = app
+            .runtime
+            .plugin(&d.subscriber)
+            .is_some_and(|p| uses_llm(&p.manifest));
+        match groups
+            .iter_mut()
+            .find(|(k, _)| *k == key)
+            .filter(|_| !alone)
+        {
             Some((_, group)) => group.push((d, event)),
             None => groups.push((key, vec![(d, event)])),
         }

@@ -12,7 +12,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::limits::MemoryLimiter;
 use super::{LoadedPlugin, Runtime};
-use crate::capabilities::bindings::{v0_1, v0_2};
+use crate::capabilities::bindings::{v0_1, v0_2, v0_3};
 use crate::capabilities::{Binding, Capabilities, LogBuffer, types};
 use crate::ids::now_ms;
 use crate::metering::{Meter, UsageEvent};
@@ -148,8 +148,12 @@ enum Metering<'a> {
 /// for one transaction instead of one per call.
 #[derive(Debug)]
 pub struct Batch {
-    /// `None` once a call broke the transaction: the batch must not commit.
+    /// `None` once a call broke the transaction: the batch must not commit
+    /// (unless `lazy`).
     pub unit: Option<UnitOfWork>,
+    /// The unit is begun by the first call's first write, not before it
+    /// runs: `None` means not begun yet.
+    pub lazy: bool,
     /// Search writes of the kept calls, applied after the commit.
     pub search_writes: Vec<Journaled>,
     /// Events the kept calls published, written with the batch.
@@ -163,6 +167,20 @@ impl Batch {
     pub fn new(unit: UnitOfWork) -> Self {
         Self {
             unit: Some(unit),
+            lazy: false,
+            search_writes: Vec::new(),
+            events: Vec::new(),
+            usage: Vec::new(),
+        }
+    }
+
+    /// A batch of one call whose unit of work the call begins at its first
+    /// write, so that it may use the LLM gateway before (a model call must
+    /// not hold a write transaction).
+    pub fn lazy() -> Self {
+        Self {
+            unit: None,
+            lazy: true,
             search_writes: Vec::new(),
             events: Vec::new(),
             usage: Vec::new(),
@@ -237,6 +255,24 @@ pub struct CallRequest {
 pub(super) enum Pre {
     V0_1(v0_1::PluginPre<StoreData>),
     V0_2(v0_2::PluginPre<StoreData>),
+    V0_3(v0_3::PluginPre<StoreData>),
+}
+
+/// Calls the export `invocation` names on an instance of a WIT version
+/// with every handler (0.2.0 and later; their bindings are distinct types).
+macro_rules! handlers {
+    ($instance:expr, $store:expr, $invocation:expr) => {
+        Ok(match $invocation {
+            None => None,
+            Some(Invocation::Http(r)) => Some(Reply::Http($instance.call_handle($store, r).await?)),
+            Some(Invocation::Event(e)) => {
+                Some(Reply::Handled($instance.call_on_event($store, e).await?))
+            }
+            Some(Invocation::Schedule(s)) => {
+                Some(Reply::Handled($instance.call_on_schedule($store, s).await?))
+            }
+        })
+    };
 }
 
 impl Pre {
@@ -247,20 +283,13 @@ impl Pre {
         invocation: Option<&Invocation>,
     ) -> wasmtime::Result<Option<Reply>> {
         match self {
+            Pre::V0_3(pre) => {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                handlers!(instance, store, invocation)
+            }
             Pre::V0_2(pre) => {
                 let instance = pre.instantiate_async(&mut *store).await?;
-                Ok(match invocation {
-                    None => None,
-                    Some(Invocation::Http(r)) => {
-                        Some(Reply::Http(instance.call_handle(store, r).await?))
-                    }
-                    Some(Invocation::Event(e)) => {
-                        Some(Reply::Handled(instance.call_on_event(store, e).await?))
-                    }
-                    Some(Invocation::Schedule(s)) => {
-                        Some(Reply::Handled(instance.call_on_schedule(store, s).await?))
-                    }
-                })
+                handlers!(instance, store, invocation)
             }
             Pre::V0_1(pre) => {
                 let instance = pre.instantiate_async(&mut *store).await?;
@@ -451,7 +480,7 @@ impl Runtime {
             .then(|| Duration::from_millis(self.config.max_write_hold_ms));
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |mut ctx| {
-            if Instant::now() >= deadline {
+            if Instant::now() >= deadline + ctx.data().caps.time_outside_guest() {
                 ctx.data_mut().timed_out = true;
                 return Ok(UpdateDeadline::Interrupt);
             }
@@ -500,9 +529,14 @@ impl Runtime {
         let Some(mut store) = self.new_store(plugin, call.binding, call.settings, log) else {
             return (Err(CallError::Internal), stats);
         };
+        if let Invocation::Http(req) = &call.invocation {
+            let user = req.caller.as_ref().map(|c| c.id.clone());
+            store.data_mut().caps.act_for(user);
+        }
         if let Some(batch) = batch.as_deref_mut() {
             match batch.unit.take() {
                 Some(unit) => store.data_mut().caps.borrow_unit(unit),
+                None if batch.lazy => store.data_mut().caps.begin_batch(),
                 // An earlier call broke the batch's transaction.
                 None => return (Err(CallError::Internal), stats),
             }
@@ -537,7 +571,7 @@ impl Runtime {
             let keep = matches!(&result, Ok(reply) if reply.commits());
             return match caps.give_back(keep).await {
                 Ok(Some(back)) => {
-                    batch.unit = Some(back.unit);
+                    batch.unit = back.unit;
                     batch.search_writes.extend(back.search_writes);
                     batch.events.extend(back.events);
                     (result, stats)
