@@ -346,6 +346,43 @@ both_engines_with!(
 );
 
 both_engines!(
+    plugins_of_the_second_wit_release_still_run_with_their_handlers,
+    async |s: &Server| {
+        s.install_test_plugin("legacy2").await;
+        let t = setup(s, "legacy2", &["legacy2"]).await;
+        for _ in 0..3 {
+            let (status, body) = s
+                .post("/t/legacy2/p/legacy2/ping", Some(&t.api_key), json!({}))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+        // Its own subscription delivers each event to its 0.2.0 `on-event`.
+        eventually(30, "three deliveries", || async {
+            let (_, body) = s.get("/t/legacy2/p/legacy2/count", Some(&t.api_key)).await;
+            (body["count"] == 3).then_some(())
+        })
+        .await;
+        // 0.2.0 has no llm import: a manifest asking for it is refused.
+        let (manifest, component) = weft::bundled::test_plugin("legacy2").expect("built");
+        let manifest = manifest
+            .replace("version = \"0.1.0\"\nwit", "version = \"0.1.1\"\nwit")
+            .replace(
+                "capabilities = [\"kv\", \"events\"]",
+                "capabilities = [\"kv\", \"events\", \"llm\"]",
+            );
+        let (status, body) = s.install(&manifest, &component).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("0.3.0"),
+            "{body}"
+        );
+    }
+);
+
+both_engines!(
     plugins_of_the_first_wit_release_still_run,
     async |s: &Server| {
         s.install_test_plugin("legacy").await;
