@@ -56,6 +56,24 @@ codegen-units = 1
     )
 }
 
+/// The template's manifest with the plugin's version set to `0.1.0` (the
+/// template's own has been bumped with every change to it).
+fn first_version(manifest: &str) -> String {
+    let mut out: String = manifest
+        .lines()
+        .map(|l| {
+            if l.starts_with("version = ") {
+                "version = \"0.1.0\""
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    out.push('\n');
+    out
+}
+
 /// Writes the new crate `dir/name`.
 pub fn scaffold(name: &str, dir: &Path) -> anyhow::Result<()> {
     let valid = (1..=48).contains(&name.len())
@@ -81,7 +99,7 @@ pub fn scaffold(name: &str, dir: &Path) -> anyhow::Result<()> {
                     "The template Weft plugin: a greeting, a counter and notes",
                     "A Weft plugin",
                 ),
-            "plugin.toml" => text
+            "plugin.toml" => first_version(text)
                 .replace("name = \"hello\"", &format!("name = \"{name}\""))
                 .replace(
                     "The template plugin: a greeting, a counter and notes.",
@@ -117,6 +135,7 @@ mod tests {
         }
         let manifest = std::fs::read_to_string(root.join("plugin.toml")).expect("manifest");
         assert!(manifest.contains("name = \"my-plugin\""));
+        assert!(manifest.contains("version = \"0.1.0\"\n"), "{manifest}");
         crate::catalog::Manifest::parse(&manifest).expect("the scaffolded manifest is valid");
         let cargo = std::fs::read_to_string(root.join("Cargo.toml")).expect("cargo");
         assert!(
