@@ -7,7 +7,9 @@ use serde::Serialize;
 
 use super::Result;
 use super::credits::Micro;
-use crate::db::{Db, Exec, Mode, Row, Scope, Stmt};
+use std::collections::HashSet;
+
+use crate::db::{Db, Exec, Mode, Row, Scope, Stmt, chunks, tuples};
 use crate::ids::{TenantId, now_ms};
 
 /// Why an entry was written.
@@ -305,13 +307,97 @@ impl CreditLedger {
             .map_err(|_| super::Error::Invalid("the ledger writer has stopped".into()))?
     }
 
-    /// Appends `jobs` in one transaction; the outcome of each.
+    /// Appends `jobs` in one transaction, as multi-row statements: the
+    /// accounts, the entries (the ones whose key is new come back), one
+    /// balance update per tenant. The outcome of each, in order.
     async fn commit_group(db: &Db, plan: &str, jobs: &[Job]) -> Result<Vec<Posted>> {
+        let now = now_ms();
         let mut tx = db.begin_unit(Scope::Platform).await?;
-        let mut posted = Vec::with_capacity(jobs.len());
+        let mut tenants: Vec<&TenantId> = Vec::new();
         for job in jobs {
-            ensure_account(&mut tx, &job.tenant, plan).await?;
-            posted.push(post(&mut tx, &job.tenant, &job.entry()).await?);
+            if !tenants.contains(&&job.tenant) {
+                tenants.push(&job.tenant);
+            }
+        }
+        for chunk in chunks(&tenants) {
+            let mut stmt = Stmt::new(format!(
+                "INSERT INTO billing_accounts (tenant_id, balance, plan, suspended, updated_at) \
+                 VALUES {} ON CONFLICT (tenant_id) DO NOTHING",
+                tuples(chunk.len(), 5, &[])
+            ));
+            for tenant in chunk {
+                stmt = stmt
+                    .bind(tenant.as_str())
+                    .bind(0_i64)
+                    .bind(plan)
+                    .bind(0_i64)
+                    .bind(now);
+            }
+            tx.execute(stmt).await?;
+        }
+        let mut inserted: HashSet<(String, String)> = HashSet::new();
+        for chunk in chunks(jobs) {
+            let mut stmt = Stmt::new(format!(
+                "INSERT INTO credit_entries \
+                 (id, tenant_id, kind, amount, idempotency_key, reason, reference, actor, created_at) \
+                 VALUES {} ON CONFLICT (tenant_id, idempotency_key) DO NOTHING \
+                 RETURNING tenant_id, idempotency_key",
+                tuples(chunk.len(), 9, &[])
+            ));
+            for job in chunk {
+                stmt = stmt
+                    .bind(uuid::Uuid::now_v7().to_string())
+                    .bind(job.tenant.as_str())
+                    .bind(job.kind.as_str())
+                    .bind(job.amount.0)
+                    .bind(job.key.as_str())
+                    .bind(job.reason.as_deref())
+                    .bind(job.reference.as_deref())
+                    .bind(job.actor.as_deref())
+                    .bind(now);
+            }
+            for row in tx.fetch_all(stmt).await? {
+                inserted.insert((row.get(0)?, row.get(1)?));
+            }
+        }
+        // The first job of a new key appended it; any other is a duplicate.
+        let new: Vec<bool> = jobs
+            .iter()
+            .map(|job| inserted.remove(&(job.tenant.as_str().to_owned(), job.key.clone())))
+            .collect();
+        let mut posted = vec![Posted::Duplicate; jobs.len()];
+        for tenant in tenants {
+            let mine = || {
+                jobs.iter()
+                    .zip(&new)
+                    .enumerate()
+                    .filter(|(_, (job, new))| **new && job.tenant == *tenant)
+            };
+            let total: i64 = mine().map(|(_, (job, _))| job.amount.0).sum();
+            if mine().next().is_none() {
+                continue;
+            }
+            let row = tx
+                .fetch_optional(
+                    Stmt::new(
+                        "UPDATE billing_accounts SET balance = balance + $2, updated_at = $3 \
+                         WHERE tenant_id = $1 RETURNING balance",
+                    )
+                    .bind(tenant.as_str())
+                    .bind(total)
+                    .bind(now),
+                )
+                .await?;
+            let row = row.ok_or(super::Error::NoAccount)?;
+            // Each entry's balance after it: the final one less the
+            // entries appended after it.
+            let mut after: i64 = row.get(0)?;
+            let positions: Vec<(usize, i64)> =
+                mine().map(|(i, (job, _))| (i, job.amount.0)).collect();
+            for (i, amount) in positions.into_iter().rev() {
+                posted[i] = Posted::New(Micro(after));
+                after -= amount;
+            }
         }
         tx.commit().await?;
         Ok(posted)
@@ -384,5 +470,80 @@ impl CreditLedger {
             .iter()
             .map(entry_from_row)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(
+        tenant: &str,
+        key: &str,
+        amount: i64,
+    ) -> (Job, tokio::sync::oneshot::Receiver<Result<Posted>>) {
+        let (ack, answer) = tokio::sync::oneshot::channel();
+        let job = Job {
+            tenant: TenantId::from_raw(tenant),
+            kind: EntryKind::Grant,
+            amount: Micro(amount),
+            key: key.to_owned(),
+            reason: None,
+            reference: None,
+            actor: None,
+            ack,
+        };
+        (job, answer)
+    }
+
+    #[tokio::test]
+    async fn a_group_appends_new_keys_once_with_each_entrys_balance() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("l.db").display());
+        let db = Db::connect(&url).await.expect("connect");
+        db.migrate().await.expect("migrate");
+        for t in ["a", "b"] {
+            sqlx::query("INSERT INTO tenants (id, slug, name, created_at) VALUES ($1, $1, $1, 0)")
+                .bind(t)
+                .execute(db.pool())
+                .await
+                .expect("tenant");
+        }
+        let first: Vec<Job> = [
+            ("a", "k1", 5),
+            ("b", "k1", 7),
+            ("a", "k2", 3),
+            ("a", "k1", 100),
+        ]
+        .into_iter()
+        .map(|(t, k, n)| job(t, k, n).0)
+        .collect();
+        let posted = CreditLedger::commit_group(&db, "bootstrapper", &first)
+            .await
+            .expect("group");
+        assert_eq!(
+            posted,
+            [
+                Posted::New(Micro(5)),
+                Posted::New(Micro(7)),
+                Posted::New(Micro(8)),
+                Posted::Duplicate,
+            ]
+        );
+        // A later group: a key seen before is a duplicate, a new one appends.
+        let second: Vec<Job> = [("a", "k2", 3), ("a", "k3", 10)]
+            .into_iter()
+            .map(|(t, k, n)| job(t, k, n).0)
+            .collect();
+        let posted = CreditLedger::commit_group(&db, "bootstrapper", &second)
+            .await
+            .expect("group");
+        assert_eq!(posted, [Posted::Duplicate, Posted::New(Micro(18))]);
+        let ledger = CreditLedger::new(db, "bootstrapper");
+        let audit = ledger.audit(&TenantId::from_raw("a")).await.expect("audit");
+        assert_eq!(
+            (audit.balance, audit.sum_of_entries),
+            (Micro(18), Micro(18))
+        );
     }
 }
