@@ -19,6 +19,7 @@ use crate::llm::Gateway;
 use crate::metering::Meter;
 use crate::runtime::Runtime;
 use crate::search::Search;
+use crate::secrets::Secrets;
 use crate::storage::Storage;
 use crate::tenancy::{self, ApiKeys, Tenant, Tenants, TokenSigner, Users};
 
@@ -39,6 +40,7 @@ pub struct App {
     pub meter: Meter,
     pub billing: Arc<Billing>,
     pub llm: Arc<Gateway>,
+    pub secrets: Arc<Secrets>,
     tenant_cache: RwLock<HashMap<String, (Tenant, Instant)>>,
 }
 
@@ -63,9 +65,12 @@ impl App {
         let events = Arc::new(Events::new(config.events.clone()));
         let search = Arc::new(Search::new(config.data_dir.join("search")).with_journal(db.clone()));
         let billing = Arc::new(Billing::new(db.clone(), config.billing.clone())?);
+        let secrets_key = crate::secrets::load_key(&config.secrets_key, &config.data_dir)?;
+        let secrets = Arc::new(Secrets::new(db.clone(), &secrets_key)?);
         let llm = Arc::new(Gateway::new(
             db.clone(),
             billing.clone(),
+            secrets.clone(),
             config.llm.clone(),
             |name| std::env::var(name).ok(),
         )?);
@@ -96,6 +101,7 @@ impl App {
             meter,
             billing,
             llm,
+            secrets,
             db,
             config,
             tenant_cache: RwLock::new(HashMap::new()),

@@ -42,6 +42,11 @@ pub struct Config {
     /// HMAC secret for session tokens (`WEFT_JWT_SECRET`). When empty, a
     /// random secret is generated and kept in `data_dir/jwt.secret`.
     pub jwt_secret: String,
+    /// AES-256 key (64 hex characters) for the secrets tenants bring, such
+    /// as their own LLM provider keys (`WEFT_SECRETS_KEY`). When empty, a
+    /// random key is generated and kept in `data_dir/secrets.key`; replicas
+    /// of one installation must share it.
+    pub secrets_key: String,
     /// Largest request body accepted, in bytes (`WEFT_MAX_BODY_BYTES`).
     pub max_body_bytes: usize,
     /// Plugin execution caps: a manifest may ask for less, never more.
@@ -170,6 +175,7 @@ impl Default for Config {
             database_url: String::new(),
             data_dir: PathBuf::from("data"),
             jwt_secret: String::new(),
+            secrets_key: String::new(),
             max_body_bytes: 1 << 20,
             runtime: RuntimeConfig::default(),
             quotas: QuotaConfig::default(),
@@ -280,6 +286,9 @@ impl Config {
         }
         if let Some(v) = var("WEFT_JWT_SECRET") {
             self.jwt_secret = v;
+        }
+        if let Some(v) = var("WEFT_SECRETS_KEY") {
+            self.secrets_key = v;
         }
         if let Some(v) = var("WEFT_MAX_BODY_BYTES") {
             self.max_body_bytes = parse("WEFT_MAX_BODY_BYTES", v)?;

@@ -27,6 +27,7 @@ pub mod plugin_logs;
 pub mod runtime;
 pub mod schedules;
 pub mod search;
+pub mod secrets;
 pub mod seed;
 pub mod storage;
 pub mod tenancy;

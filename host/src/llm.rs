@@ -41,6 +41,7 @@ use settlement::{Held, Outcome};
 use crate::billing::{self, Billing, Micro};
 use crate::db::{self, Db, Mode, Scope};
 use crate::ids::TenantId;
+use crate::secrets::Secrets;
 
 /// Why a gateway request failed.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +50,8 @@ pub enum Error {
     Db(#[from] db::Error),
     #[error(transparent)]
     Billing(#[from] billing::Error),
+    #[error(transparent)]
+    Secrets(#[from] crate::secrets::Error),
     /// The request itself is wrong.
     #[error("{0}")]
     Invalid(String),
@@ -151,6 +154,8 @@ pub struct Answer {
     pub estimate: Micro,
     pub balance: Micro,
     pub attempts: Vec<Attempt>,
+    /// The answer ran on the tenant's own provider key: no credits charged.
+    pub own_key: bool,
 }
 
 /// One item of a streamed completion.
@@ -214,9 +219,16 @@ pub struct Gateway {
     billing: Arc<Billing>,
     config: LlmConfig,
     catalog: Catalog,
+    /// Providers with the operator's key.
     endpoints: HashMap<String, wire::Endpoint>,
+    /// Every provider without a key, for tenants that bring their own.
+    templates: HashMap<String, wire::Endpoint>,
+    secrets: Arc<Secrets>,
     client: wire::Client,
 }
+
+/// Secret names of a tenant's own provider keys: `llm.<provider>`.
+pub const OWN_KEY_PREFIX: &str = "llm.";
 
 impl Gateway {
     /// The gateway with `config`'s providers (keys read from the
@@ -224,26 +236,35 @@ impl Gateway {
     pub fn new(
         db: Db,
         billing: Arc<Billing>,
+        secrets: Arc<Secrets>,
         config: LlmConfig,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self> {
         let mut endpoints = HashMap::new();
+        let mut templates = HashMap::new();
         for p in &config.providers {
             let key = if p.api_key.is_empty() && !p.api_key_env.is_empty() {
                 env(&p.api_key_env).unwrap_or_default()
             } else {
                 p.api_key.clone()
             };
+            let mut template =
+                wire::Endpoint::new(p.kind, "", Duration::from_millis(p.timeout_ms.max(1)));
+            if !p.base_url.is_empty() {
+                template = template.with_base_url(p.base_url.clone());
+            }
+            templates.insert(p.name.clone(), template.clone());
             // A compatible local server may take no key at all.
             if key.is_empty() && p.kind != wire::ProviderKind::OpenAiCompatible {
                 continue;
             }
-            let mut ep =
-                wire::Endpoint::new(p.kind, key, Duration::from_millis(p.timeout_ms.max(1)));
-            if !p.base_url.is_empty() {
-                ep = ep.with_base_url(p.base_url.clone());
-            }
-            endpoints.insert(p.name.clone(), ep);
+            endpoints.insert(
+                p.name.clone(),
+                wire::Endpoint {
+                    api_key: key,
+                    ..template
+                },
+            );
         }
         for m in &config.models {
             if !config.providers.iter().any(|p| p.name == m.provider) {
@@ -261,8 +282,35 @@ impl Gateway {
             billing,
             config,
             endpoints,
+            templates,
+            secrets,
             client,
         })
+    }
+
+    /// Whether `provider` is one of the configured providers (a tenant may
+    /// bring a key for it).
+    pub fn has_provider(&self, provider: &str) -> bool {
+        self.templates.contains_key(provider)
+    }
+
+    /// The endpoints of the providers `tenant` brought its own key for.
+    async fn own_endpoints(&self, tenant: &TenantId) -> Result<HashMap<String, wire::Endpoint>> {
+        let keys = self.secrets.values(tenant, OWN_KEY_PREFIX).await?;
+        Ok(keys
+            .into_iter()
+            .filter_map(|(name, key)| {
+                let provider = name.strip_prefix(OWN_KEY_PREFIX)?;
+                let template = self.templates.get(provider)?;
+                Some((
+                    provider.to_owned(),
+                    wire::Endpoint {
+                        api_key: key,
+                        ..template.clone()
+                    },
+                ))
+            })
+            .collect())
     }
 
     /// The catalog, with which providers are configured.
@@ -344,8 +392,14 @@ impl Gateway {
         })
     }
 
-    fn endpoint(&self, model: &ModelConfig) -> Option<&wire::Endpoint> {
-        self.endpoints.get(&model.provider)
+    /// The endpoint `model` is called at: the tenant's own key first.
+    fn endpoint<'a>(
+        &'a self,
+        model: &ModelConfig,
+        own: &'a HashMap<String, wire::Endpoint>,
+    ) -> Option<&'a wire::Endpoint> {
+        own.get(&model.provider)
+            .or_else(|| self.endpoints.get(&model.provider))
     }
 
     fn wire_request(
@@ -379,7 +433,7 @@ impl Gateway {
             )
             .await?;
         let tried = self
-            .try_chain(&held.assessment.chain, |model, ep| {
+            .try_chain(&held, |model, ep| {
                 let request = Self::wire_request(model, req, max_output);
                 async move { self.client.complete(ep, &request).await }
             })
@@ -410,6 +464,7 @@ impl Gateway {
             estimate: held.assessment.estimate,
             balance,
             attempts,
+            own_key: held.own_key(model),
         })
     }
 
@@ -459,7 +514,7 @@ impl Gateway {
         let mut partial: Option<(&ModelConfig, String)> = None;
         let mut rejected = None;
         'models: for model in &held.assessment.chain {
-            let Some(ep) = self.endpoint(model) else {
+            let Some(ep) = self.endpoint(model, &held.assessment.own) else {
                 continue;
             };
             let started = Instant::now();
@@ -546,6 +601,7 @@ impl Gateway {
                 estimate: held.assessment.estimate,
                 balance,
                 attempts,
+                own_key: held.own_key(model),
             }),
             (Ok(_), None) => StreamItem::Failed(failure(rejected, attempts)),
         };
@@ -573,7 +629,7 @@ impl Gateway {
         };
         let held = self.prepare(caller, ask, None, None, input, 0).await?;
         let tried = self
-            .try_chain(&held.assessment.chain, |m, ep| {
+            .try_chain(&held, |m, ep| {
                 let request = wire::EmbedRequest {
                     model: m.model.clone(),
                     inputs: inputs.clone(),
@@ -619,7 +675,7 @@ impl Gateway {
     /// moves on to the next model.
     async fn try_chain<'a, T, Fut>(
         &'a self,
-        chain: &'a [ModelConfig],
+        held: &'a Held,
         mut call: impl FnMut(&'a ModelConfig, &'a wire::Endpoint) -> Fut,
     ) -> Tried<'a, T>
     where
@@ -630,8 +686,8 @@ impl Gateway {
             attempts: Vec::new(),
             rejected: None,
         };
-        for model in chain {
-            let Some(ep) = self.endpoint(model) else {
+        for model in &held.assessment.chain {
+            let Some(ep) = self.endpoint(model, &held.assessment.own) else {
                 continue;
             };
             let started = Instant::now();

@@ -13,6 +13,7 @@ mod forum;
 mod hostile;
 mod isolation;
 mod llm;
+mod llm_keys;
 mod llm_plugin;
 mod metering;
 mod ops;

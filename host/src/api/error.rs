@@ -207,6 +207,7 @@ impl From<llm::Error> for ApiError {
         let message = err.to_string();
         match err {
             E::Db(e) => Self::internal(e),
+            E::Secrets(e) => Self::internal(e),
             E::Billing(e) => e.into(),
             E::Invalid(m) => Self::invalid(m),
             E::Select(S::UnknownModel(_)) => Self::invalid(message).with_code("unknown_model"),

@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,10 +17,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use weft_llm_wire as wire;
 
+use super::admin::tenant_for;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{Auth, Json};
 use crate::app::App;
 use crate::llm::{Caller, CompletionRequest, Complexity, StreamItem};
+use crate::tenancy::Role;
 
 /// Routes of this area.
 pub fn router() -> Router<Arc<App>> {
@@ -29,6 +31,11 @@ pub fn router() -> Router<Arc<App>> {
         .route("/v1/llm/estimate", post(estimate))
         .route("/v1/llm/embed", post(embed))
         .route("/v1/llm/models", get(models))
+        .route("/v1/tenants/{tenant}/llm/keys", get(own_keys))
+        .route(
+            "/v1/tenants/{tenant}/llm/keys/{provider}",
+            axum::routing::put(set_own_key).delete(delete_own_key),
+        )
 }
 
 /// One message of a conversation.
@@ -270,4 +277,94 @@ async fn models(State(app): State<Arc<App>>, _auth: Auth) -> axum::Json<Value> {
         })
         .collect();
     axum::Json(json!({ "models": models }))
+}
+
+/// A tenant's own key for one provider.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct OwnKeyBody {
+    /// The provider's API key; stored encrypted, never shown again.
+    api_key: String,
+}
+
+/// The provider of a tenant key route, checked against the configuration.
+fn own_key_name(app: &App, provider: &str) -> Result<String, ApiError> {
+    if !app.llm.has_provider(provider) {
+        return Err(ApiError::not_found(
+            "unknown_provider",
+            format!("no provider {provider:?} is configured on this platform"),
+        ));
+    }
+    Ok(format!("{}{provider}", crate::llm::OWN_KEY_PREFIX))
+}
+
+fn own_key_view(info: crate::secrets::SecretInfo) -> Value {
+    let provider = info
+        .name
+        .strip_prefix(crate::llm::OWN_KEY_PREFIX)
+        .unwrap_or(&info.name)
+        .to_owned();
+    json!({ "provider": provider, "hint": format!("…{}", info.hint), "updated_at": info.updated_at })
+}
+
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/llm/keys", tag = "llm", security(("bearer" = [])), params(("tenant" = String, Path)), responses((status = 200, description = "The providers the tenant brought its own key for, with the key's last four characters (never the key)")))]
+async fn own_keys(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(slug): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    let tenant = tenant_for(&app, &auth, &slug, Role::Admin).await?;
+    let keys = app
+        .secrets
+        .list(&tenant.id, crate::llm::OWN_KEY_PREFIX)
+        .await
+        .map_err(ApiError::internal)?;
+    let keys: Vec<Value> = keys.into_iter().map(own_key_view).collect();
+    Ok(axum::Json(json!({ "keys": keys })))
+}
+
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/llm/keys/{provider}", tag = "llm", security(("bearer" = [])), params(("tenant" = String, Path), ("provider" = String, Path)), request_body = OwnKeyBody, responses((status = 200, description = "Stored, encrypted: the tenant's calls to this provider use it and cost no credits"), (status = 400, description = "not a plausible key", body = ErrorBody), (status = 404, description = "unknown_provider", body = ErrorBody)))]
+async fn set_own_key(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path((slug, provider)): Path<(String, String)>,
+    Json(body): Json<OwnKeyBody>,
+) -> ApiResult<axum::Json<Value>> {
+    let tenant = tenant_for(&app, &auth, &slug, Role::Admin).await?;
+    let name = own_key_name(&app, &provider)?;
+    let key = body.api_key.trim();
+    if !(8..=512).contains(&key.len()) || key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ApiError::invalid(
+            "api_key must be 8-512 characters without spaces",
+        ));
+    }
+    let info = app
+        .secrets
+        .put(&tenant.id, &name, key)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(axum::Json(own_key_view(info)))
+}
+
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}/llm/keys/{provider}", tag = "llm", security(("bearer" = [])), params(("tenant" = String, Path), ("provider" = String, Path)), responses((status = 204, description = "Removed: the platform's key (and credits) apply again"), (status = 404, description = "no key for this provider", body = ErrorBody)))]
+async fn delete_own_key(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path((slug, provider)): Path<(String, String)>,
+) -> ApiResult<axum::http::StatusCode> {
+    let tenant = tenant_for(&app, &auth, &slug, Role::Admin).await?;
+    let name = own_key_name(&app, &provider)?;
+    if app
+        .secrets
+        .delete(&tenant.id, &name)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        Ok(axum::http::StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(
+            "not_found",
+            format!("the tenant has no own key for {provider:?}"),
+        ))
+    }
 }

@@ -24,6 +24,7 @@ use crate::app::App;
         super::ops::healthz, super::ops::readyz, super::ops::metrics,
         super::gateway::call,
         super::llm::complete, super::llm::estimate, super::llm::embed, super::llm::models,
+        super::llm::own_keys, super::llm::set_own_key, super::llm::delete_own_key,
         super::billing::own_account, super::billing::tenant_account, super::billing::set_account,
         super::billing::grant, super::billing::own_ledger, super::billing::tenant_ledger,
         super::billing::own_usage, super::billing::my_usage, super::billing::tenant_usage,

@@ -242,19 +242,6 @@ struct Job {
     ack: tokio::sync::oneshot::Sender<Result<Posted>>,
 }
 
-impl Job {
-    fn entry(&self) -> NewEntry<'_> {
-        NewEntry {
-            kind: self.kind,
-            amount: self.amount,
-            idempotency_key: &self.key,
-            reason: self.reason.as_deref(),
-            reference: self.reference.as_deref(),
-            actor: self.actor.as_deref(),
-        }
-    }
-}
-
 /// Entries one group commit takes at most.
 const GROUP: usize = 256;
 

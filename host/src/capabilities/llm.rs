@@ -143,6 +143,10 @@ fn guest_error(err: llm::Error) -> wasmtime::Result<wit::Error> {
             tracing::error!(error = %e, "database fault in a plugin's LLM call");
             return Err(wasmtime::format_err!("host storage fault"));
         }
+        E::Secrets(e) => {
+            tracing::error!(error = %e, "the tenant's own keys could not be read in a plugin's LLM call");
+            return Err(wasmtime::format_err!("host storage fault"));
+        }
         E::Billing(_) | E::Invalid(_) => wit::Error::InvalidRequest(message),
         E::Select(SelectError::UnknownModel(_) | SelectError::Incapable { .. }) => {
             wit::Error::InvalidRequest(message)

@@ -33,6 +33,9 @@ pub struct Policy<'a> {
     pub default: Option<&'a str>,
     /// Models allowed to the role; `None` is every model.
     pub allowed: Option<&'a [String]>,
+    /// Providers the tenant brought its own key for: their models are
+    /// callable even where the operator has no key.
+    pub own_keys: Option<&'a HashSet<String>>,
 }
 
 /// Why no chain could be made.
@@ -116,7 +119,15 @@ impl Catalog {
     fn usable(&self, model: &ModelConfig, ask: &Ask<'_>, policy: &Policy<'_>) -> bool {
         Self::incapable(model, ask).is_none()
             && Self::allowed(model, policy)
-            && self.is_configured(model)
+            && self.callable(model, policy)
+    }
+
+    /// The operator or the tenant has a key for `model`'s provider.
+    fn callable(&self, model: &ModelConfig, policy: &Policy<'_>) -> bool {
+        self.is_configured(model)
+            || policy
+                .own_keys
+                .is_some_and(|own| own.contains(&model.provider))
     }
 
     /// The chain for `ask` under `policy`, at most `max` long (at least 1).
@@ -141,7 +152,7 @@ impl Catalog {
                         why,
                     });
                 }
-                if !self.is_configured(model) {
+                if !self.callable(model, policy) {
                     return Err(SelectError::NotConfigured(id.into()));
                 }
                 Some(model)
@@ -241,6 +252,7 @@ mod tests {
         let policy = Policy {
             default: Some("claude-haiku"),
             allowed: Some(&allowed),
+            own_keys: None,
         };
         let chain = c
             .chain(&ask("chat", Complexity::Low), &policy, "gpt-4o-mini", 3)
@@ -299,5 +311,27 @@ mod tests {
             .chain(&ask("embed", Complexity::Low), &Policy::default(), "x", 3)
             .expect("chain");
         assert_eq!(ids(&embed), ["openai-embed-small"]);
+    }
+
+    #[test]
+    fn a_tenants_own_key_makes_its_providers_models_callable() {
+        let c = catalog(&["gemini"]);
+        let explicit = Ask {
+            model: Some("gpt-4o-mini"),
+            ..ask("chat", Complexity::Low)
+        };
+        assert!(matches!(
+            c.chain(&explicit, &Policy::default(), "gemini-flash", 3),
+            Err(SelectError::NotConfigured(_))
+        ));
+        let own: HashSet<String> = ["openai".to_owned()].into_iter().collect();
+        let policy = Policy {
+            own_keys: Some(&own),
+            ..Policy::default()
+        };
+        let chain = c
+            .chain(&explicit, &policy, "gemini-flash", 3)
+            .expect("chain");
+        assert_eq!(ids(&chain)[0], "gpt-4o-mini");
     }
 }

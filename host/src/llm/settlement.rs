@@ -2,6 +2,7 @@
 //! estimate, hold) and settle (release, charge, counters, the record) —
 //! the release of holds a crash left, and the users' own limits.
 
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use super::{
@@ -36,6 +37,16 @@ pub(super) struct Assessment {
     pub(super) estimate: Micro,
     pub(super) balance: Micro,
     pub(super) suspended: bool,
+    /// Endpoints on the tenant's own keys, by provider: their models cost
+    /// the tenant no credits (the provider bills it directly).
+    pub(super) own: HashMap<String, wire::Endpoint>,
+}
+
+impl Held {
+    /// Whether `model` runs on the tenant's own key.
+    pub(super) fn own_key(&self, model: &ModelConfig) -> bool {
+        self.assessment.own.contains_key(&model.provider)
+    }
 }
 
 /// A prepared (held) request.
@@ -95,6 +106,8 @@ impl Gateway {
             Some(row) => serde_json::from_str(&row.get::<String>(0)?).unwrap_or_default(),
             None => UserLimits::default(),
         };
+        let own = self.own_endpoints(&caller.tenant).await?;
+        let own_keys: HashSet<String> = own.keys().cloned().collect();
         let role_key = role.unwrap_or("default");
         let pick = |map: &std::collections::BTreeMap<String, String>| {
             map.get(role_key).or_else(|| map.get("default")).cloned()
@@ -113,6 +126,7 @@ impl Gateway {
         let policy = Policy {
             default: default.as_deref(),
             allowed: allowed.as_deref(),
+            own_keys: Some(&own_keys),
         };
         let chain: Vec<ModelConfig> = self
             .catalog
@@ -128,6 +142,7 @@ impl Gateway {
         let margin = self.billing.config().margin_bp;
         let estimate = chain
             .iter()
+            .filter(|m| !own.contains_key(&m.provider))
             .map(|m| billing::credits::cost(m.price(), input_tokens, max_output, margin))
             .max()
             .unwrap_or_default();
@@ -140,6 +155,7 @@ impl Gateway {
             estimate,
             balance: Micro(balance),
             suspended,
+            own,
         })
     }
 
@@ -170,15 +186,21 @@ impl Gateway {
         // transactions locking the same rows in other orders deadlock.
         let call_id = uuid::Uuid::now_v7().to_string();
         let hold_id = format!("hold:{call_id}");
-        let held = ledger::hold(
-            &mut tx,
-            tenant,
-            a.estimate,
-            &hold_id,
-            &call_id,
-            &caller.user,
-        )
-        .await?;
+        // Nothing to hold when every model of the chain is on the tenant's
+        // own keys.
+        let held = if a.estimate.0 == 0 {
+            Some(a.balance)
+        } else {
+            ledger::hold(
+                &mut tx,
+                tenant,
+                a.estimate,
+                &hold_id,
+                &call_id,
+                &caller.user,
+            )
+            .await?
+        };
         if held.is_none() {
             return Err(Error::InsufficientCredits {
                 needed: a.estimate,
@@ -338,7 +360,9 @@ impl Gateway {
         let tenant = &caller.tenant;
         let a = &held.assessment;
         let margin = self.billing.config().margin_bp;
+        let own_key = outcome.answered.is_some_and(|(m, _)| held.own_key(m));
         let (cost, usage) = match outcome.answered {
+            Some((_, usage)) if own_key => (Micro(0), usage),
             Some((model, usage)) => (
                 billing::credits::cost(
                     model.price(),
@@ -372,7 +396,7 @@ impl Gateway {
                 actor: Some(&caller.user),
             },
         ] {
-            if entry.kind == billing::EntryKind::Charge && cost.0 == 0 {
+            if entry.amount.0 == 0 {
                 continue;
             }
             if let billing::Posted::New(b) = ledger::post(&mut tx, tenant, &entry).await? {
@@ -408,8 +432,8 @@ impl Gateway {
         tx.execute(
             Stmt::new(
                 "INSERT INTO llm_calls (id, tenant_id, user_id, plugin, task, model, provider, \
-                 input_tokens, output_tokens, cost, estimate, outcome, attempts, streamed, latency_us, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+                 input_tokens, output_tokens, cost, estimate, outcome, attempts, streamed, latency_us, created_at, own_key) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
             )
             .bind(&held.call_id)
             .bind(tenant.as_str())
@@ -426,10 +450,12 @@ impl Gateway {
             .bind(attempts)
             .bind(i64::from(outcome.streamed))
             .bind(i64::try_from(held.started.elapsed().as_micros()).unwrap_or(i64::MAX))
-            .bind(now_ms()),
+            .bind(now_ms())
+            .bind(i64::from(own_key)),
         )
         .await?;
-        if used > 0 {
+        // Tokens on the tenant's own key are the provider's to bill.
+        if used > 0 && !own_key {
             tx.execute(
                 Stmt::new(
                     "INSERT INTO meter_reports (identifier, tenant_id, event_name, value, occurred_at, state, attempts) \
