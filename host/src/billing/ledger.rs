@@ -141,6 +141,87 @@ pub async fn post(tx: &mut impl Exec, tenant: &TenantId, entry: &NewEntry<'_>) -
     Ok(Posted::New(Micro(row.get(0)?)))
 }
 
+/// Appends `entries` in `tx` (whose accounts must exist) as multi-row
+/// statements — the entries, then one balance update per tenant — and
+/// answers each in order: `New` with the balance after it, or `Duplicate`
+/// (also for the second of two entries with one key).
+pub async fn post_many(
+    tx: &mut impl Exec,
+    entries: &[(&TenantId, NewEntry<'_>)],
+) -> Result<Vec<Posted>> {
+    let now = now_ms();
+    let mut inserted: HashSet<(String, String)> = HashSet::new();
+    for chunk in chunks(entries) {
+        let mut stmt = Stmt::new(format!(
+            "INSERT INTO credit_entries \
+             (id, tenant_id, kind, amount, idempotency_key, reason, reference, actor, created_at) \
+             VALUES {} ON CONFLICT (tenant_id, idempotency_key) DO NOTHING \
+             RETURNING tenant_id, idempotency_key",
+            tuples(chunk.len(), 9, &[])
+        ));
+        for (tenant, e) in chunk {
+            stmt = stmt
+                .bind(uuid::Uuid::now_v7().to_string())
+                .bind(tenant.as_str())
+                .bind(e.kind.as_str())
+                .bind(e.amount.0)
+                .bind(e.idempotency_key)
+                .bind(e.reason)
+                .bind(e.reference)
+                .bind(e.actor)
+                .bind(now);
+        }
+        for row in tx.fetch_all(stmt).await? {
+            inserted.insert((row.get(0)?, row.get(1)?));
+        }
+    }
+    // The first entry of a new key appended it; any other is a duplicate.
+    let new: Vec<bool> = entries
+        .iter()
+        .map(|(t, e)| inserted.remove(&(t.as_str().to_owned(), e.idempotency_key.to_owned())))
+        .collect();
+    let mut tenants: Vec<&TenantId> = Vec::new();
+    for (tenant, _) in entries {
+        if !tenants.contains(tenant) {
+            tenants.push(tenant);
+        }
+    }
+    let mut posted = vec![Posted::Duplicate; entries.len()];
+    for tenant in tenants {
+        let mine: Vec<(usize, i64)> = entries
+            .iter()
+            .zip(&new)
+            .enumerate()
+            .filter(|(_, ((t, _), new))| **new && *t == tenant)
+            .map(|(i, ((_, e), _))| (i, e.amount.0))
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let total: i64 = mine.iter().map(|(_, a)| a).sum();
+        let row = tx
+            .fetch_optional(
+                Stmt::new(
+                    "UPDATE billing_accounts SET balance = balance + $2, updated_at = $3 \
+                     WHERE tenant_id = $1 RETURNING balance",
+                )
+                .bind(tenant.as_str())
+                .bind(total)
+                .bind(now),
+            )
+            .await?;
+        let row = row.ok_or(super::Error::NoAccount)?;
+        // Each entry's balance after it: the final one less the entries
+        // appended after it.
+        let mut after: i64 = row.get(0)?;
+        for (i, amount) in mine.into_iter().rev() {
+            posted[i] = Posted::New(Micro(after));
+            after -= amount;
+        }
+    }
+    Ok(posted)
+}
+
 /// Takes `amount` from the balance only if the balance covers it, and
 /// appends the hold entry. `None` when it does not: nothing is written.
 /// The check and the take are one statement, so concurrent holds cannot
@@ -322,70 +403,23 @@ impl CreditLedger {
             }
             tx.execute(stmt).await?;
         }
-        let mut inserted: HashSet<(String, String)> = HashSet::new();
-        for chunk in chunks(jobs) {
-            let mut stmt = Stmt::new(format!(
-                "INSERT INTO credit_entries \
-                 (id, tenant_id, kind, amount, idempotency_key, reason, reference, actor, created_at) \
-                 VALUES {} ON CONFLICT (tenant_id, idempotency_key) DO NOTHING \
-                 RETURNING tenant_id, idempotency_key",
-                tuples(chunk.len(), 9, &[])
-            ));
-            for job in chunk {
-                stmt = stmt
-                    .bind(uuid::Uuid::now_v7().to_string())
-                    .bind(job.tenant.as_str())
-                    .bind(job.kind.as_str())
-                    .bind(job.amount.0)
-                    .bind(job.key.as_str())
-                    .bind(job.reason.as_deref())
-                    .bind(job.reference.as_deref())
-                    .bind(job.actor.as_deref())
-                    .bind(now);
-            }
-            for row in tx.fetch_all(stmt).await? {
-                inserted.insert((row.get(0)?, row.get(1)?));
-            }
-        }
-        // The first job of a new key appended it; any other is a duplicate.
-        let new: Vec<bool> = jobs
+        let entries: Vec<(&TenantId, NewEntry<'_>)> = jobs
             .iter()
-            .map(|job| inserted.remove(&(job.tenant.as_str().to_owned(), job.key.clone())))
-            .collect();
-        let mut posted = vec![Posted::Duplicate; jobs.len()];
-        for tenant in tenants {
-            let mine = || {
-                jobs.iter()
-                    .zip(&new)
-                    .enumerate()
-                    .filter(|(_, (job, new))| **new && job.tenant == *tenant)
-            };
-            let total: i64 = mine().map(|(_, (job, _))| job.amount.0).sum();
-            if mine().next().is_none() {
-                continue;
-            }
-            let row = tx
-                .fetch_optional(
-                    Stmt::new(
-                        "UPDATE billing_accounts SET balance = balance + $2, updated_at = $3 \
-                         WHERE tenant_id = $1 RETURNING balance",
-                    )
-                    .bind(tenant.as_str())
-                    .bind(total)
-                    .bind(now),
+            .map(|job| {
+                (
+                    &job.tenant,
+                    NewEntry {
+                        kind: job.kind,
+                        amount: job.amount,
+                        idempotency_key: &job.key,
+                        reason: job.reason.as_deref(),
+                        reference: job.reference.as_deref(),
+                        actor: job.actor.as_deref(),
+                    },
                 )
-                .await?;
-            let row = row.ok_or(super::Error::NoAccount)?;
-            // Each entry's balance after it: the final one less the
-            // entries appended after it.
-            let mut after: i64 = row.get(0)?;
-            let positions: Vec<(usize, i64)> =
-                mine().map(|(i, (job, _))| (i, job.amount.0)).collect();
-            for (i, amount) in positions.into_iter().rev() {
-                posted[i] = Posted::New(Micro(after));
-                after -= amount;
-            }
-        }
+            })
+            .collect();
+        let posted = post_many(&mut tx, &entries).await?;
         tx.commit().await?;
         Ok(posted)
     }

@@ -40,6 +40,8 @@ pub(super) struct Assessment {
     /// Endpoints on the tenant's own keys, by provider: their models cost
     /// the tenant no credits (the provider bills it directly).
     pub(super) own: HashMap<String, wire::Endpoint>,
+    /// The tenant has a billing account row.
+    pub(super) has_account: bool,
 }
 
 impl Held {
@@ -88,6 +90,7 @@ impl Gateway {
             )
             .await?;
         let default_plan = &self.billing.config().default_plan;
+        let has_account = row.is_some();
         let (plan_id, suspended, balance) = match row {
             Some(row) => (row.get::<String>(0)?, row.get::<i64>(1)? != 0, row.get(2)?),
             None => (default_plan.clone(), false, 0),
@@ -156,6 +159,7 @@ impl Gateway {
             balance: Micro(balance),
             suspended,
             own,
+            has_account,
         })
     }
 
@@ -174,12 +178,14 @@ impl Gateway {
         let now = now_ms();
         let day = now / DAY_MS;
         let mut tx = self.db.begin_unit(Scope::Tenant(tenant)).await?;
-        ledger::ensure_account(&mut tx, tenant, &self.billing.config().default_plan).await?;
         let a = self
             .assess(&mut tx, caller, ask, role, input, max_output)
             .await?;
         if a.suspended {
             return Err(Error::Suspended);
+        }
+        if !a.has_account {
+            ledger::ensure_account(&mut tx, tenant, &self.billing.config().default_plan).await?;
         }
         let tokens = a.input_tokens + a.max_output;
         // The account row first, as the settlement takes it: on PostgreSQL two
@@ -377,8 +383,7 @@ impl Gateway {
         let mut tx = self.db.begin_unit(Scope::Tenant(tenant)).await?;
         let release_key = format!("release:{}", held.call_id);
         let charge_key = format!("charge:{}", held.call_id);
-        let mut balance = None;
-        for entry in [
+        let entries: Vec<(&TenantId, NewEntry<'_>)> = [
             NewEntry {
                 kind: billing::EntryKind::Release,
                 amount: a.estimate,
@@ -395,14 +400,19 @@ impl Gateway {
                 reference: Some(&held.call_id),
                 actor: Some(&caller.user),
             },
-        ] {
-            if entry.amount.0 == 0 {
-                continue;
-            }
-            if let billing::Posted::New(b) = ledger::post(&mut tx, tenant, &entry).await? {
-                balance = Some(b);
-            }
-        }
+        ]
+        .into_iter()
+        .filter(|e| e.amount.0 != 0)
+        .map(|e| (tenant, e))
+        .collect();
+        let balance = ledger::post_many(&mut tx, &entries)
+            .await?
+            .into_iter()
+            .filter_map(|p| match p {
+                billing::Posted::New(b) => Some(b),
+                billing::Posted::Duplicate => None,
+            })
+            .last();
         let released = tx
             .execute(Stmt::new("DELETE FROM credit_holds WHERE id = $1").bind(&held.hold_id))
             .await?;
@@ -414,19 +424,18 @@ impl Gateway {
             0
         };
         let delta = i64::try_from(used).unwrap_or(i64::MAX) - i64::try_from(reserved).unwrap_or(0);
-        for user in ["", caller.user.as_str()] {
-            tx.execute(
-                Stmt::new(
-                    "UPDATE llm_daily SET tokens = CASE WHEN tokens + $4 < 0 THEN 0 ELSE tokens + $4 END, calls = calls + 1 \
-                     WHERE tenant_id = $1 AND day = $2 AND user_id = $3",
-                )
-                .bind(tenant.as_str())
-                .bind(held.day)
-                .bind(user)
-                .bind(delta),
+        // The tenant's counter (user '') and the user's, in one statement.
+        tx.execute(
+            Stmt::new(
+                "UPDATE llm_daily SET tokens = CASE WHEN tokens + $4 < 0 THEN 0 ELSE tokens + $4 END, calls = calls + 1 \
+                 WHERE tenant_id = $1 AND day = $2 AND user_id IN ('', $3)",
             )
-            .await?;
-        }
+            .bind(tenant.as_str())
+            .bind(held.day)
+            .bind(caller.user.as_str())
+            .bind(delta),
+        )
+        .await?;
         let attempts = serde_json::to_string(outcome.attempts).unwrap_or_else(|_| "[]".into());
         let answered = outcome.answered.map(|(m, _)| m);
         tx.execute(
