@@ -17,6 +17,7 @@ use crate::ids::TenantId;
 
 mod direct;
 mod exec;
+mod reads;
 
 use direct::DirectConn;
 pub use exec::{Arg, Cell, Exec, Row, Stmt, Value};
@@ -281,6 +282,41 @@ pub struct Db {
     /// The gate also holds the connection units of work write through on
     /// SQLite (see `db/direct.rs`): whoever holds the gate owns it.
     write_gate: Arc<tokio::sync::Mutex<Option<DirectConn>>>,
+    /// On a SQLite file, the connections [`Db::begin_read`] lends.
+    readers: Option<Arc<reads::ReadPool>>,
+}
+
+/// A read of a unit-of-work-less caller: see [`Db::begin_read`].
+#[derive(Debug)]
+pub enum ReadTx {
+    Sqlx(Tx),
+    Direct(reads::DirectRead),
+}
+
+impl ReadTx {
+    /// Ends the read.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            ReadTx::Sqlx(tx) => tx.commit().await,
+            ReadTx::Direct(_) => Ok(()),
+        }
+    }
+}
+
+impl Exec for ReadTx {
+    async fn execute(&mut self, stmt: Stmt) -> Result<u64, sqlx::Error> {
+        match self {
+            ReadTx::Sqlx(tx) => tx.execute(stmt).await,
+            ReadTx::Direct(r) => r.execute(stmt).await,
+        }
+    }
+
+    async fn fetch_all(&mut self, stmt: Stmt) -> Result<Vec<Row>, sqlx::Error> {
+        match self {
+            ReadTx::Sqlx(tx) => tx.fetch_all(stmt).await,
+            ReadTx::Direct(r) => r.fetch_all(stmt).await,
+        }
+    }
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -342,6 +378,7 @@ impl Db {
             pool,
             engine,
             write_gate,
+            readers: path.map(reads::ReadPool::new),
         })
     }
 
@@ -402,6 +439,17 @@ impl Db {
             }
         }
         Ok(UnitTx::Sqlx(self.begin(scope, Mode::Write).await?))
+    }
+
+    /// A read in `scope` for a caller without a unit of work (a plugin
+    /// call before its first write). On a SQLite file it runs on a
+    /// connection driven in the caller's thread (`db/reads.rs`), each
+    /// statement in autocommit; elsewhere it is [`Db::begin`] for reading.
+    pub async fn begin_read(&self, scope: Scope<'_>) -> Result<ReadTx> {
+        if let Some(readers) = &self.readers {
+            return Ok(ReadTx::Direct(readers.lend()?));
+        }
+        Ok(ReadTx::Sqlx(self.begin(scope, Mode::Read).await?))
     }
 
     /// True when the PostgreSQL role bypasses row-level security (superuser

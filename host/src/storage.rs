@@ -23,7 +23,7 @@ use crate::ids::TenantId;
 #[derive(Debug)]
 pub enum Reader<'a> {
     Unit(&'a mut UnitOfWork),
-    Tx(&'a mut db::Tx, Owner<'a>),
+    Tx(&'a mut db::ReadTx, Owner<'a>),
 }
 
 /// Whose data a call touches: the binding of the Store making it.
@@ -96,11 +96,8 @@ impl Storage {
     }
 
     /// A read-only transaction for `owner`.
-    pub async fn begin_read(&self, owner: Owner<'_>) -> Result<db::Tx> {
-        Ok(self
-            .db
-            .begin(db::Scope::Tenant(owner.tenant), db::Mode::Read)
-            .await?)
+    pub async fn begin_read(&self, owner: Owner<'_>) -> Result<db::ReadTx> {
+        Ok(self.db.begin_read(db::Scope::Tenant(owner.tenant)).await?)
     }
 
     async fn usage_in(&self, tx: &mut impl Exec, tenant: &TenantId) -> Result<StorageUsage> {
