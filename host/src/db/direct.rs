@@ -1,5 +1,5 @@
-//! The SQLite connection units of work write through, driven in the
-//! calling thread.
+//! The SQLite connection units of work write through (and the ones reads
+//! run on, `reads.rs`), driven in the calling thread.
 //!
 //! sqlx runs every SQLite connection on a worker thread of its own, so each
 //! statement is a round trip between threads: on this project's machine
@@ -95,8 +95,9 @@ pub struct DirectConn {
 
 // SAFETY: SQLite (bundled, SQLITE_THREADSAFE=1) lets a connection and its
 // statements move between threads as long as one thread uses them at a
-// time. A `DirectConn` is only reachable through `&mut` (behind the write
-// gate's mutex), so no two threads ever use it at once.
+// time. A `DirectConn` is only reachable through `&mut`: the writer's behind
+// the write gate's mutex, a reader's lent to one `DirectRead` at a time
+// (`reads.rs`), so no two threads ever use one at once.
 unsafe impl Send for DirectConn {}
 
 impl std::fmt::Debug for DirectConn {
