@@ -17,13 +17,14 @@ use crate::ids::TenantId;
 
 mod direct;
 mod exec;
+mod group;
 mod reads;
 
 use direct::DirectConn;
 pub use exec::{Arg, Cell, Exec, Row, Stmt, Value};
 
-/// The write gate's guard, with the direct connection it protects.
-type Gate = tokio::sync::OwnedMutexGuard<Option<DirectConn>>;
+pub use group::DirectTx;
+use group::{Gate, WriteGate};
 
 /// A database failure (connecting, migrating or querying).
 #[derive(Debug, thiserror::Error)]
@@ -176,7 +177,7 @@ impl UnitTx {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         match self {
             UnitTx::Sqlx(tx) => tx.commit().await,
-            UnitTx::Direct(mut tx) => tx.commit(),
+            UnitTx::Direct(tx) => tx.commit().await,
         }
     }
 }
@@ -196,45 +197,6 @@ impl Exec for UnitTx {
                 let (rows, _) = tx.conn()?.run(&stmt.sql, &stmt.args)?;
                 Ok(rows.into_iter().map(Row::Direct).collect())
             }
-        }
-    }
-}
-
-/// A transaction on the direct SQLite connection, holding the write gate;
-/// rolled back if dropped before [`UnitTx::commit`].
-#[derive(Debug)]
-pub struct DirectTx {
-    gate: Gate,
-    open: bool,
-}
-
-impl DirectTx {
-    fn conn(&mut self) -> Result<&mut DirectConn, sqlx::Error> {
-        self.gate
-            .as_mut()
-            .ok_or_else(|| sqlx::Error::Protocol("the direct connection is gone".into()))
-    }
-
-    fn commit(&mut self) -> Result<(), sqlx::Error> {
-        self.open = false;
-        let conn = self.conn()?;
-        if let Err(err) = conn.execute_batch("COMMIT") {
-            // A failed COMMIT leaves the transaction open: end it, so the
-            // next writer starts clean.
-            let _ = conn.execute_batch("ROLLBACK");
-            return Err(err);
-        }
-        Ok(())
-    }
-}
-
-impl Drop for DirectTx {
-    fn drop(&mut self) {
-        if self.open
-            && let Some(conn) = self.gate.as_mut()
-        {
-            // Runs right here, in this thread, before the gate opens.
-            let _ = conn.execute_batch("ROLLBACK");
         }
     }
 }
@@ -280,8 +242,9 @@ pub struct Db {
     /// served, and each takes the lock the moment the previous one commits.
     ///
     /// The gate also holds the connection units of work write through on
-    /// SQLite (see `db/direct.rs`): whoever holds the gate owns it.
-    write_gate: Arc<tokio::sync::Mutex<Option<DirectConn>>>,
+    /// SQLite (see `db/direct.rs`): whoever holds the gate owns it, and
+    /// the group of units waiting for one commit (`db/group.rs`).
+    write_gate: WriteGate,
     /// On a SQLite file, the connections [`Db::begin_read`] lends.
     readers: Option<Arc<reads::ReadPool>>,
 }
@@ -370,9 +333,9 @@ impl Db {
         // the caller's thread (an in-memory database has no file to share).
         let path = sqlite_path(url).filter(|_| engine == Engine::Sqlite);
         let direct = path.as_deref().map(DirectConn::open).transpose()?;
-        let write_gate = Arc::new(tokio::sync::Mutex::new(direct));
+        let write_gate = WriteGate::new(direct);
         if let Some(path) = &path {
-            direct::spawn_checkpointer(path, Arc::downgrade(&write_gate))?;
+            direct::spawn_checkpointer(path, write_gate.alive())?;
         }
         Ok(Self {
             pool,
@@ -406,7 +369,7 @@ impl Db {
         let (inner, gate) = match (self.engine, mode) {
             (Engine::Sqlite, Mode::Write) => {
                 // The gate first: a writer waiting for it holds no connection.
-                let gate = self.write_gate.clone().lock_owned().await;
+                let gate = self.write_gate.lock_alone().await;
                 let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
                 (Inner::Transaction(tx), Some(gate))
             }
@@ -428,15 +391,15 @@ impl Db {
     }
 
     /// Begins a unit of work's transaction: on SQLite on the direct
-    /// connection, behind the write gate (`BEGIN IMMEDIATE`); on
-    /// PostgreSQL a writing transaction scoped to `scope`.
+    /// connection, behind the write gate, as a savepoint of the open
+    /// group's transaction or of a new one (`db/group.rs`: units that end
+    /// while others wait commit together); on PostgreSQL a writing
+    /// transaction scoped to `scope`.
     pub async fn begin_unit(&self, scope: Scope<'_>) -> Result<UnitTx> {
-        if self.engine == Engine::Sqlite {
-            let mut gate = self.write_gate.clone().lock_owned().await;
-            if let Some(conn) = gate.as_mut() {
-                conn.execute_batch("BEGIN IMMEDIATE")?;
-                return Ok(UnitTx::Direct(DirectTx { gate, open: true }));
-            }
+        if self.engine == Engine::Sqlite
+            && let Some(tx) = self.write_gate.begin_unit().await?
+        {
+            return Ok(UnitTx::Direct(tx));
         }
         Ok(UnitTx::Sqlx(self.begin(scope, Mode::Write).await?))
     }
