@@ -317,7 +317,8 @@ impl Db {
                         // drop the last commits).
                         conn.execute(
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+                             PRAGMA temp_store = MEMORY;",
                         )
                         .await?;
                         if background_checkpoints {

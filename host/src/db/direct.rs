@@ -132,7 +132,7 @@ impl DirectConn {
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
              PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
-             PRAGMA wal_autocheckpoint = 0;",
+             PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY;",
         )?;
         Ok(conn)
     }
