@@ -408,11 +408,11 @@ impl Gateway {
         let balance = ledger::post_many(&mut tx, &entries)
             .await?
             .into_iter()
-            .filter_map(|p| match p {
+            .rev()
+            .find_map(|p| match p {
                 billing::Posted::New(b) => Some(b),
                 billing::Posted::Duplicate => None,
-            })
-            .last();
+            });
         let released = tx
             .execute(Stmt::new("DELETE FROM credit_holds WHERE id = $1").bind(&held.hold_id))
             .await?;
