@@ -42,6 +42,9 @@ pub(super) struct Assessment {
     pub(super) own: HashMap<String, wire::Endpoint>,
     /// The tenant has a billing account row.
     pub(super) has_account: bool,
+    /// The tenant is a Stripe customer: its usage is reported as meter
+    /// events.
+    pub(super) metered: bool,
 }
 
 impl Held {
@@ -84,16 +87,23 @@ impl Gateway {
         let row = tx
             .fetch_optional(
                 Stmt::new(
-                    "SELECT plan, suspended, balance FROM billing_accounts WHERE tenant_id = $1",
+                    "SELECT plan, suspended, balance, \
+                     CASE WHEN stripe_customer_id IS NULL THEN 0 ELSE 1 END \
+                     FROM billing_accounts WHERE tenant_id = $1",
                 )
                 .bind(caller.tenant.as_str()),
             )
             .await?;
         let default_plan = &self.billing.config().default_plan;
         let has_account = row.is_some();
-        let (plan_id, suspended, balance) = match row {
-            Some(row) => (row.get::<String>(0)?, row.get::<i64>(1)? != 0, row.get(2)?),
-            None => (default_plan.clone(), false, 0),
+        let (plan_id, suspended, balance, metered) = match row {
+            Some(row) => (
+                row.get::<String>(0)?,
+                row.get::<i64>(1)? != 0,
+                row.get(2)?,
+                row.get::<i64>(3)? != 0,
+            ),
+            None => (default_plan.clone(), false, 0, false),
         };
         let plan = self.billing.plan_or_default(&plan_id).clone();
         let limits_row = tx
@@ -160,6 +170,7 @@ impl Gateway {
             suspended,
             own,
             has_account,
+            metered,
         })
     }
 
@@ -464,7 +475,9 @@ impl Gateway {
         )
         .await?;
         // Tokens on the tenant's own key are the provider's to bill.
-        if used > 0 && !own_key {
+        // (A tenant that became a Stripe customer while this call ran is
+        // metered from its next call.)
+        if used > 0 && !own_key && a.metered {
             tx.execute(
                 Stmt::new(
                     "INSERT INTO meter_reports (identifier, tenant_id, event_name, value, occurred_at, state, attempts) \
