@@ -116,6 +116,17 @@ llm_test!(
         assert_eq!(code(&body), "provider_not_configured");
         let (status, _) = set_key(s, &own, "anthropic", "sk-ant-own-5678").await;
         assert_eq!(status, StatusCode::OK);
+        let haiku = |body: &serde_json::Value| {
+            body["models"]
+                .as_array()
+                .and_then(|ms| ms.iter().find(|m| m["id"] == "claude-haiku").cloned())
+                .unwrap_or_default()
+        };
+        let (_, mine) = s.get("/v1/llm/models", Some(&own.api_key)).await;
+        assert_eq!(haiku(&mine)["configured"], true, "{mine}");
+        assert_eq!(haiku(&mine)["own_key"], true, "{mine}");
+        let (_, theirs) = s.get("/v1/llm/models", Some(&other.api_key)).await;
+        assert_eq!(haiku(&theirs)["configured"], false, "{theirs}");
         let (status, body) = complete(s, &own, "claude-haiku").await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(

@@ -264,19 +264,36 @@ async fn embed(
     Ok(axum::Json(answer))
 }
 
-#[utoipa::path(get, path = "/v1/llm/models", tag = "llm", security(("bearer" = [])), responses((status = 200, description = "The catalog: provider, prices in credits per 1K tokens, context, vision, tasks, tiers, and whether its provider is configured")))]
-async fn models(State(app): State<Arc<App>>, _auth: Auth) -> axum::Json<Value> {
+#[utoipa::path(get, path = "/v1/llm/models", tag = "llm", security(("bearer" = [])), responses((status = 200, description = "The catalog: provider, prices in credits per 1K tokens, context, vision, tasks, tiers, whether the caller's tenant can call it (`configured`) and whether that is on the tenant's own key (`own_key`)")))]
+async fn models(State(app): State<Arc<App>>, auth: Auth) -> ApiResult<axum::Json<Value>> {
+    let own: Vec<String> = match &auth.0.tenant {
+        Some(tenant) => app
+            .secrets
+            .list(tenant, crate::llm::OWN_KEY_PREFIX)
+            .await
+            .map_err(ApiError::internal)?
+            .into_iter()
+            .filter_map(|k| {
+                k.name
+                    .strip_prefix(crate::llm::OWN_KEY_PREFIX)
+                    .map(str::to_owned)
+            })
+            .collect(),
+        None => Vec::new(),
+    };
     let catalog = app.llm.catalog();
     let models: Vec<Value> = catalog
         .models()
         .iter()
         .map(|m| {
+            let own_key = own.contains(&m.provider);
             let mut v = serde_json::to_value(m).unwrap_or_default();
-            v["configured"] = json!(catalog.is_configured(m));
+            v["configured"] = json!(own_key || catalog.is_configured(m));
+            v["own_key"] = json!(own_key);
             v
         })
         .collect();
-    axum::Json(json!({ "models": models }))
+    Ok(axum::Json(json!({ "models": models })))
 }
 
 /// A tenant's own key for one provider.
