@@ -217,6 +217,8 @@ fn jwt_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
     rand::rng().fill_bytes(&mut secret);
     let hex = hex::encode(&secret).into_bytes();
     std::fs::create_dir_all(&config.data_dir)?;
-    std::fs::write(&path, &hex)?;
+    // A short (damaged) secret is replaced: sessions signed with it end.
+    let _ = std::fs::remove_file(&path);
+    crate::secrets::write_private(&path, &hex)?;
     Ok(hex)
 }

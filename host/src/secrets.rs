@@ -100,7 +100,7 @@ pub fn load_key(configured: &str, data_dir: &Path) -> anyhow::Result<[u8; 32]> {
 }
 
 /// Writes `bytes` to a new file only the owner can read.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
