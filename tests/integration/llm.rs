@@ -549,3 +549,59 @@ llm_test!(
         assert_eq!(content[1]["source"]["media_type"], "image/png");
     }
 );
+
+llm_test!(
+    a_users_own_limits_apply_to_their_calls,
+    no_tweak,
+    async |s: &Server, fake: &FakeLlm| {
+        let t = s.tenant("userlimits").await;
+        grant(s, &t, "100").await;
+        let user = s.user(&t, "Limited").await;
+        let (status, body) = s
+            .put(
+                &format!("/v1/tenants/{}/users/{}/llm-limits", t.slug, user.id),
+                Some(&t.admin_token),
+                json!({"tokens_per_day": 300, "allowed_models": ["gpt-4o-mini"]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let call = |model: &str, max_tokens: u32| json!({"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": max_tokens});
+        let (status, body) = s
+            .post(
+                "/v1/llm/complete",
+                Some(&user.token),
+                call("claude-haiku", 50),
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert_eq!(code(&body), "model_not_allowed");
+        let (status, body) = s
+            .post(
+                "/v1/llm/complete",
+                Some(&user.token),
+                call("gpt-4o-mini", 500),
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert_eq!(code(&body), "daily_limit_exceeded");
+        assert_eq!(body["error"]["limit_kind"], "your tokens", "{body}");
+        assert_eq!(fake.requests().len(), 0, "refused before any call");
+        let (status, body) = s
+            .post(
+                "/v1/llm/complete",
+                Some(&user.token),
+                call("gpt-4o-mini", 100),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        // The admin, without overrides, is not limited by the user's.
+        let (status, body) = s
+            .post(
+                "/v1/llm/complete",
+                Some(&t.admin_token),
+                call("claude-haiku", 500),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+);

@@ -84,41 +84,50 @@ impl Gateway {
         input_tokens: u64,
         max_output: u64,
     ) -> Result<Assessment> {
+        // The account and the user's overrides in one statement.
         let row = tx
             .fetch_optional(
                 Stmt::new(
-                    "SELECT plan, suspended, balance, \
-                     CASE WHEN stripe_customer_id IS NULL THEN 0 ELSE 1 END \
-                     FROM billing_accounts WHERE tenant_id = $1",
-                )
-                .bind(caller.tenant.as_str()),
-            )
-            .await?;
-        let default_plan = &self.billing.config().default_plan;
-        let has_account = row.is_some();
-        let (plan_id, suspended, balance, metered) = match row {
-            Some(row) => (
-                row.get::<String>(0)?,
-                row.get::<i64>(1)? != 0,
-                row.get(2)?,
-                row.get::<i64>(3)? != 0,
-            ),
-            None => (default_plan.clone(), false, 0, false),
-        };
-        let plan = self.billing.plan_or_default(&plan_id).clone();
-        let limits_row = tx
-            .fetch_optional(
-                Stmt::new(
-                    "SELECT limits FROM llm_user_limits WHERE tenant_id = $1 AND user_id = $2",
+                    "SELECT a.plan, a.suspended, a.balance, \
+                     CASE WHEN a.stripe_customer_id IS NULL THEN 0 ELSE 1 END, l.limits \
+                     FROM billing_accounts a LEFT JOIN llm_user_limits l \
+                     ON l.tenant_id = a.tenant_id AND l.user_id = $2 \
+                     WHERE a.tenant_id = $1",
                 )
                 .bind(caller.tenant.as_str())
                 .bind(&caller.user),
             )
             .await?;
-        let user_limits: UserLimits = match limits_row {
-            Some(row) => serde_json::from_str(&row.get::<String>(0)?).unwrap_or_default(),
-            None => UserLimits::default(),
+        let default_plan = &self.billing.config().default_plan;
+        let has_account = row.is_some();
+        let (plan_id, suspended, balance, metered, limits) = match row {
+            Some(row) => (
+                row.get::<String>(0)?,
+                row.get::<i64>(1)? != 0,
+                row.get(2)?,
+                row.get::<i64>(3)? != 0,
+                row.get::<Option<String>>(4)?,
+            ),
+            None => {
+                // No account yet; an admin may still have set the user's limits.
+                let limits = tx
+                    .fetch_optional(
+                        Stmt::new(
+                            "SELECT limits FROM llm_user_limits WHERE tenant_id = $1 AND user_id = $2",
+                        )
+                        .bind(caller.tenant.as_str())
+                        .bind(&caller.user),
+                    )
+                    .await?
+                    .map(|r| r.get::<String>(0))
+                    .transpose()?;
+                (default_plan.clone(), false, 0, false, limits)
+            }
         };
+        let plan = self.billing.plan_or_default(&plan_id).clone();
+        let user_limits: UserLimits = limits
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
         let own = self.own_endpoints(&caller.tenant).await?;
         let own_keys: HashSet<String> = own.keys().cloned().collect();
         let role_key = role.unwrap_or("default");
