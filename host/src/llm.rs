@@ -438,21 +438,15 @@ impl Gateway {
                 async move { self.client.complete(ep, &request).await }
             })
             .await;
-        let outcome = Outcome {
-            answered: tried.answer.as_ref().map(|(m, c)| (*m, c.usage)),
-            attempts: &tried.attempts,
-            code: tried.code(),
-            streamed: false,
-        };
-        let (cost, balance) = self.settle(caller, &held, outcome).await?;
-        let Tried {
-            answer,
+        let Settled {
+            model,
+            answer: c,
+            cost,
+            balance,
             attempts,
-            rejected,
-        } = tried;
-        let Some((model, c)) = answer else {
-            return Err(failure(rejected, attempts));
-        };
+        } = self
+            .settle_tried(caller, &held, tried, |c: &wire::Completion| c.usage)
+            .await?;
         Ok(Answer {
             id: held.call_id.clone(),
             model: model.id.clone(),
@@ -644,26 +638,54 @@ impl Gateway {
                 }
             })
             .await;
-        let outcome = Outcome {
-            answered: tried.answer.as_ref().map(|(m, e)| (*m, e.usage)),
-            attempts: &tried.attempts,
-            code: tried.code(),
-            streamed: false,
-        };
-        let (cost, balance) = self.settle(caller, &held, outcome).await?;
-        let Tried {
-            answer,
+        let Settled {
+            model: m,
+            answer: e,
+            cost,
+            balance,
             attempts,
-            rejected,
-        } = tried;
-        let Some((m, e)) = answer else {
-            return Err(failure(rejected, attempts));
-        };
+        } = self
+            .settle_tried(caller, &held, tried, |e: &wire::Embeddings| e.usage)
+            .await?;
         Ok(EmbedAnswer {
             id: held.call_id.clone(),
             model: m.id.clone(),
             vectors: e.vectors,
             usage: e.usage,
+            cost,
+            balance,
+            attempts,
+        })
+    }
+
+    /// Settles a request that was not streamed after trying its chain: the
+    /// answering model and its answer with what it cost, or the chain's
+    /// failure (settled too, charging nothing).
+    async fn settle_tried<'a, T>(
+        &self,
+        caller: &Caller,
+        held: &Held,
+        tried: Tried<'a, T>,
+        usage: fn(&T) -> wire::Usage,
+    ) -> Result<Settled<'a, T>> {
+        let outcome = Outcome {
+            answered: tried.answer.as_ref().map(|(m, a)| (*m, usage(a))),
+            attempts: &tried.attempts,
+            code: tried.code(),
+            streamed: false,
+        };
+        let (cost, balance) = self.settle(caller, held, outcome).await?;
+        let Tried {
+            answer,
+            attempts,
+            rejected,
+        } = tried;
+        let Some((model, answer)) = answer else {
+            return Err(failure(rejected, attempts));
+        };
+        Ok(Settled {
+            model,
+            answer,
             cost,
             balance,
             attempts,
@@ -709,6 +731,15 @@ impl Gateway {
         }
         tried
     }
+}
+
+/// A settled answer of [`Gateway::settle_tried`].
+struct Settled<'a, T> {
+    model: &'a ModelConfig,
+    answer: T,
+    cost: Micro,
+    balance: Micro,
+    attempts: Vec<Attempt>,
 }
 
 /// How trying a chain went.

@@ -135,6 +135,11 @@ impl GateState {
         if self.group.is_empty() {
             return Ok(());
         }
+        self.commit()
+    }
+
+    /// Commits the open transaction and tells every member.
+    fn commit(&mut self) -> Result<(), sqlx::Error> {
         let outcome = self.end("COMMIT");
         self.tell(&outcome);
         outcome
@@ -210,9 +215,7 @@ impl DirectTx {
         }
         let waiting = self.write_gate.waiting.load(Ordering::SeqCst);
         if !gate.keep_open(waiting) {
-            let (member, _answer) = oneshot::channel();
-            gate.group.push(member);
-            return gate.commit_group();
+            return gate.commit();
         }
         let (member, mut answer) = oneshot::channel();
         gate.group.push(member);

@@ -446,15 +446,19 @@ async fn run_batch(
     let events = load_events(app, &batch).await?;
     let claimed = batch.len();
     let mut groups: Vec<((TenantId, String), Group)> = Vec::new();
+    let mut llm_subscribers: HashMap<String, bool> = HashMap::new();
     for d in batch {
         let event = d.event_id.as_ref().and_then(|id| events.get(id).cloned());
         let key = (d.tenant.clone(), d.subscriber.clone());
         // A subscriber that uses the LLM gateway gets its deliveries one
         // per batch (see `Batch::lazy`).
-        let alone = app
-            .runtime
-            .plugin(&d.subscriber)
-            .is_some_and(|p| uses_llm(&p.manifest));
+        let alone = *llm_subscribers
+            .entry(d.subscriber.clone())
+            .or_insert_with(|| {
+                app.runtime
+                    .plugin(&d.subscriber)
+                    .is_some_and(|p| uses_llm(&p.manifest))
+            });
         match groups
             .iter_mut()
             .find(|(k, _)| *k == key)
