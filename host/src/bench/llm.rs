@@ -87,6 +87,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         client.complete(&ep, &request).await?;
         direct.push(started.elapsed().as_micros() as u64);
     }
+    let direct_raw = direct.clone();
     let direct = percentiles(direct);
 
     // Through the gateway, one connection.
@@ -120,6 +121,12 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         if !status.is_success() {
             errors += 1;
         }
+    }
+    if let Ok(path) = std::env::var("WEFT_BENCH_DUMP") {
+        let text: Vec<String> = gateway.iter().map(|v| v.to_string()).collect();
+        let _ = std::fs::write(format!("{path}.gw"), text.join("\n"));
+        let text: Vec<String> = direct_raw.iter().map(|v| v.to_string()).collect();
+        let _ = std::fs::write(format!("{path}.direct"), text.join("\n"));
     }
     let gateway = percentiles(gateway);
 
