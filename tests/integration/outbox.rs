@@ -313,7 +313,8 @@ both_engines_with!(
             &t,
             "email",
             json!({"provider": "sendgrid", "api_key": sendgrid.config().api_key,
-                   "base_url": sendgrid.base_url(), "from": "noreply@shop.example"}),
+                   "base_url": sendgrid.base_url(), "from": "noreply@shop.example",
+                   "webhook_public_key": sendgrid.webhook_public_key()}),
         )
         .await;
         set_provider(
@@ -361,6 +362,20 @@ both_engines_with!(
         // The provider's id is kept for its status webhooks.
         let stored = message(s, &t, m["id"].as_str().expect("id")).await;
         assert_eq!(stored["provider_id"], text[0].provider_id.as_str());
+        // SendGrid's signed Event Webhook: a bounce is recorded, a post
+        // signed with another key is refused.
+        let url = format!("{}/v1/webhooks/messaging/sendgrid/multi", s.base);
+        let email_id = e["id"].as_str().expect("id");
+        let forger = FakeSendGrid::start().await;
+        let forged = forger.signed_events(&url, &[(&mail[0].provider_id, DeliveryStatus::Bounced)]);
+        assert_eq!(forged.post().await.expect("post"), 401);
+        assert_eq!(message(s, &t, email_id).await["status"], "sent");
+        let status = sendgrid
+            .post_events(&url, &[(&mail[0].provider_id, DeliveryStatus::Bounced)])
+            .await
+            .expect("post");
+        assert_eq!(status, 200);
+        assert_eq!(message(s, &t, email_id).await["status"], "bounced");
     }
 );
 
