@@ -7,7 +7,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use weft::config::Config;
-use weft_msg_wire::{DeliveryStatus, FakeFcm, FakeSendGrid, FakeSmtp, FakeTwilio};
+use weft_msg_wire::{DeliveryStatus, FakeFcm, FakeMailgun, FakeSendGrid, FakeSmtp, FakeTwilio};
 
 use crate::common::{Server, TestTenant, code, eventually};
 use crate::{both_engines_with, common};
@@ -636,5 +636,55 @@ both_engines_with!(
         );
         assert_eq!(misrouted.post().await.expect("post"), 404);
         assert_eq!(message(s, &t, &id).await["status"], "delivered");
+    }
+);
+
+both_engines_with!(
+    mailgun_delivers_reports_by_webhook_and_exhausted_retries_go_dead,
+    fast,
+    async |s: &Server| {
+        let mailgun = FakeMailgun::start().await;
+        let t = notifier(s, "gunner").await;
+        let config = mailgun.config();
+        set_provider(
+            s,
+            &t,
+            "email",
+            json!({"provider": "mailgun", "api_key": config.api_key, "domain": config.domain,
+                   "base_url": mailgun.base_url(), "from": "Shop <noreply@shop.example>",
+                   "webhook_signing_key": mailgun.webhook_signing_key()}),
+        )
+        .await;
+        let (_, body) = send(s, &t, "mg-1", email("ada@example.org")).await;
+        let id = body["id"].as_str().expect("id").to_owned();
+        reaches(s, &t, &id, "sent").await;
+        let got = mailgun.accepted();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].message.subject, "Your receipt");
+        let url = format!("{}/v1/webhooks/messaging/mailgun/gunner", s.base);
+        let forger = FakeMailgun::start().await;
+        let forged = forger.signed_event(&url, &got[0].provider_id, DeliveryStatus::Delivered);
+        assert_eq!(forged.post().await.expect("post"), 401);
+        let signed = mailgun.signed_event(&url, &got[0].provider_id, DeliveryStatus::Delivered);
+        assert_eq!(signed.post().await.expect("post"), 200);
+        assert_eq!(message(s, &t, &id).await["status"], "delivered");
+
+        // Every attempt fails transiently: dead after max_attempts (4).
+        mailgun.fail_next(10, 503);
+        let (_, body) = send(s, &t, "mg-2", email("ada@example.org")).await;
+        let id = body["id"].as_str().expect("id").to_owned();
+        let m = reaches(s, &t, &id, "dead").await;
+        let outcomes: Vec<&str> = m["attempt_log"]
+            .as_array()
+            .expect("attempts")
+            .iter()
+            .filter_map(|a| a["outcome"].as_str())
+            .collect();
+        assert_eq!(outcomes, ["transient"; 4], "{m}");
+        assert!(
+            m["last_error"].as_str().is_some_and(|e| e.contains("503")),
+            "{m}"
+        );
+        assert_eq!(mailgun.accepted_count(), 1);
     }
 );
