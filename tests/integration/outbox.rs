@@ -688,3 +688,51 @@ both_engines_with!(
         assert_eq!(mailgun.accepted_count(), 1);
     }
 );
+
+/// [`fast`] behind a public address.
+fn public(c: &mut Config) {
+    fast(c);
+    c.messaging.public_url = "https://weft.example".into();
+}
+
+both_engines_with!(
+    behind_a_public_url_twilio_is_told_where_to_report,
+    public,
+    async |s: &Server| {
+        let twilio = FakeTwilio::start().await;
+        let t = notifier(s, "pub").await;
+        set_provider(
+            s,
+            &t,
+            "sms",
+            json!({"provider": "twilio", "account_sid": twilio.account_sid(), "auth_token": twilio.auth_token(),
+                   "base_url": twilio.base_url(), "from": "+15005550006"}),
+        )
+        .await;
+        let (_, body) = send(s, &t, "cb", sms("+14155550100")).await;
+        let id = body["id"].as_str().expect("id").to_owned();
+        reaches(s, &t, &id, "sent").await;
+        let sent = &twilio.accepted()[0];
+        let callback = "https://weft.example/v1/webhooks/messaging/twilio/pub";
+        assert!(
+            sent.raw.contains(
+                "StatusCallback=https%3A%2F%2Fweft.example%2Fv1%2Fwebhooks%2Fmessaging%2Ftwilio%2Fpub"
+            ),
+            "{}",
+            sent.raw
+        );
+        // Signed over the public URL, as Twilio signs it, and received here.
+        let local = format!("{}/v1/webhooks/messaging/twilio/pub", s.base);
+        let mut over_local =
+            twilio.signed_status(&local, &sent.provider_id, DeliveryStatus::Delivered);
+        assert_eq!(
+            over_local.post().await.expect("post"),
+            401,
+            "signed over the wrong URL"
+        );
+        over_local = twilio.signed_status(callback, &sent.provider_id, DeliveryStatus::Delivered);
+        over_local.url = local;
+        assert_eq!(over_local.post().await.expect("post"), 200);
+        assert_eq!(message(s, &t, &id).await["status"], "delivered");
+    }
+);

@@ -80,7 +80,11 @@ async fn deliver(app: &App, msg: Claimed) {
         Some(content) => match app
             .messaging
             .providers()
-            .route(&msg.tenant, msg.channel)
+            .route(
+                &msg.tenant,
+                msg.channel,
+                status_callback(app, &msg).await.as_deref(),
+            )
             .await
         {
             Ok(route) => {
@@ -107,6 +111,20 @@ async fn deliver(app: &App, msg: Claimed) {
         // The lease runs out and the message is claimed again.
         tracing::warn!(%err, message = %msg.id, "recording an outbox attempt failed");
     }
+}
+
+/// Where Twilio reports an SMS's status: this server's webhook for the
+/// tenant, when the operator configured the public URL.
+async fn status_callback(app: &App, msg: &Claimed) -> Option<String> {
+    let base = app.messaging.config().public_url.trim_end_matches('/');
+    if base.is_empty() || msg.channel != crate::messaging::Channel::Sms {
+        return None;
+    }
+    let tenant = app.tenants.by_id(&msg.tenant).await.ok()?;
+    Some(format!(
+        "{base}/v1/webhooks/messaging/twilio/{}",
+        tenant.slug
+    ))
 }
 
 /// One attempt through `route`.

@@ -159,13 +159,15 @@ impl Providers {
         channel == Channel::InApp || matches!(self.settings(tenant, channel).await, Ok(Some(_)))
     }
 
-    /// How `tenant`'s messages on `channel` are delivered now. An error is
-    /// a fault reading the tenant's settings (transient); settings that do
+    /// How `tenant`'s messages on `channel` are delivered now; a Twilio
+    /// sender asks for status callbacks at `status_callback`. An error is a
+    /// fault reading the tenant's settings (transient); settings that do
     /// not make a sender are a permanent failure (`Err(Ok(reason))`).
     pub async fn route(
         &self,
         tenant: &TenantId,
         channel: Channel,
+        status_callback: Option<&str>,
     ) -> Result<Route, Result<String, secrets::Error>> {
         if channel == Channel::InApp {
             return Ok(Route::InApp);
@@ -177,7 +179,7 @@ impl Providers {
                 Route::Unconfigured
             });
         };
-        let built = self.built(&settings).map_err(Ok)?;
+        let built = self.built(&settings, status_callback).map_err(Ok)?;
         let provider = settings.name();
         Ok(match (built, &settings) {
             (Built::Email(sender), ProviderSettings::Smtp { from, .. })
@@ -197,8 +199,16 @@ impl Providers {
         })
     }
 
-    fn built(&self, settings: &ProviderSettings) -> Result<Built, String> {
-        let key = serde_json::to_string(settings).unwrap_or_default();
+    fn built(
+        &self,
+        settings: &ProviderSettings,
+        status_callback: Option<&str>,
+    ) -> Result<Built, String> {
+        let key = format!(
+            "{}\n{}",
+            serde_json::to_string(settings).unwrap_or_default(),
+            status_callback.unwrap_or_default()
+        );
         if let Some(b) = self
             .built
             .lock()
@@ -207,7 +217,7 @@ impl Providers {
         {
             return Ok(b.clone());
         }
-        let built = build(settings).map_err(|e| e.to_string())?;
+        let built = build(settings, status_callback).map_err(|e| e.to_string())?;
         let mut cache = self.built.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() > 10_000 {
             cache.clear();
@@ -217,7 +227,10 @@ impl Providers {
     }
 }
 
-fn build(settings: &ProviderSettings) -> weft_msg_wire::Result<Built> {
+fn build(
+    settings: &ProviderSettings,
+    status_callback: Option<&str>,
+) -> weft_msg_wire::Result<Built> {
     Ok(match settings.clone() {
         ProviderSettings::Smtp {
             host,
@@ -269,6 +282,9 @@ fn build(settings: &ProviderSettings) -> weft_msg_wire::Result<Built> {
             if let Some(url) = base_url {
                 config = config.with_base_url(url);
             }
+            if let Some(url) = status_callback {
+                config = config.with_status_callback(url);
+            }
             Built::Sms(Arc::new(TwilioSender::new(config)?))
         }
         ProviderSettings::Fcm {
@@ -301,5 +317,5 @@ pub fn check(settings: &ProviderSettings) -> Result<(), String> {
         ProviderSettings::Twilio { from, .. } => super::check_e164(from)?,
         ProviderSettings::Fcm { .. } => {}
     }
-    build(settings).map(|_| ()).map_err(|e| e.to_string())
+    build(settings, None).map(|_| ()).map_err(|e| e.to_string())
 }
