@@ -80,6 +80,7 @@ impl App {
             db.clone(),
             config.messaging.clone(),
             secrets.clone(),
+            billing.clone(),
         ));
         let services = Arc::new(Services {
             storage: storage.clone(),

@@ -144,16 +144,24 @@ impl From<sqlx::Error> for SendError {
 #[derive(Debug)]
 pub struct Messaging {
     db: Db,
+    /// The plans, whose daily message quotas override the configured ones.
+    billing: Arc<crate::billing::Billing>,
     config: MessagingConfig,
     providers: providers::Providers,
     wake: Notify,
 }
 
 impl Messaging {
-    pub fn new(db: Db, config: MessagingConfig, secrets: Arc<Secrets>) -> Self {
+    pub fn new(
+        db: Db,
+        config: MessagingConfig,
+        secrets: Arc<Secrets>,
+        billing: Arc<crate::billing::Billing>,
+    ) -> Self {
         Self {
             providers: providers::Providers::new(secrets, config.clone()),
             db,
+            billing,
             config,
             wake: Notify::new(),
         }
@@ -354,7 +362,22 @@ impl Messaging {
         tenant: &str,
         channel: Channel,
     ) -> Result<(), SendError> {
-        let limit = self.config.limits.of(channel);
+        let mut limit = self.config.limits.of(channel);
+        // The tenant's plan (the default plan until it has an account).
+        let plan: Option<String> = tx
+            .fetch_optional(
+                Stmt::new("SELECT plan FROM billing_accounts WHERE tenant_id = $1").bind(tenant),
+            )
+            .await?
+            .map(|row| row.get(0))
+            .transpose()?;
+        let plan = self.billing.plan_or_default(
+            plan.as_deref()
+                .unwrap_or(&self.billing.config().default_plan),
+        );
+        if let Some(per_day) = plan.messages_per_day.get(channel.as_str()) {
+            limit.per_day = *per_day;
+        }
         let now = now_ms();
         let day = format!("d:{}", crate::billing::day_string(now));
         let minute = format!("m:{:010}", now / 60_000);
@@ -375,9 +398,10 @@ impl Messaging {
             let count = u64::try_from(count).unwrap_or(0);
             if win == day && count >= limit.per_day {
                 return Err(SendError::QuotaExceeded(format!(
-                    "the tenant's {} quota of {} messages a day is used up",
+                    "the tenant's {} quota of {} messages a day (plan {}) is used up",
                     channel.as_str(),
-                    limit.per_day
+                    limit.per_day,
+                    plan.id
                 )));
             }
             if win == minute && count >= limit.per_minute {

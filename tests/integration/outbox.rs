@@ -21,11 +21,16 @@ fn fast(c: &mut Config) {
     c.messaging.max_attempts = 4;
 }
 
-/// [`fast`] with small limits: two emails a day, one SMS a minute.
+/// [`fast`] with small limits: two emails a day, one SMS a minute, and
+/// one push a day on the default plan.
 fn tight(c: &mut Config) {
     fast(c);
     c.messaging.limits.email.per_day = 2;
     c.messaging.limits.sms.per_minute = 1;
+    let default = c.billing.default_plan.clone();
+    for plan in c.billing.plans.iter_mut().filter(|p| p.id == default) {
+        plan.messages_per_day.insert("push".into(), 1);
+    }
 }
 
 /// A tenant with the notifier enabled (the plugin installed once per server).
@@ -250,7 +255,17 @@ both_engines_with!(
             (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             "{body}"
         );
-        assert_eq!(messages(s, &t, "").await.len(), 3);
+        // The plan's daily quota.
+        let push = json!({"channel": "push", "token": "tok", "title": "t", "body": "b"});
+        let (status, _) = send(s, &t, "p1", push.clone()).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, body) = send(s, &t, "p2", push).await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"),
+            "{body}"
+        );
+        assert_eq!(messages(s, &t, "").await.len(), 4);
         // Limits are per tenant.
         let u = notifier(s, "unlimited").await;
         let (status, _) = send(s, &u, "q1", email("ada@example.org")).await;
