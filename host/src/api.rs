@@ -9,6 +9,7 @@ mod events;
 mod extract;
 mod gateway;
 mod llm;
+mod messaging;
 mod openapi;
 mod ops;
 mod plugins;
@@ -40,6 +41,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(usage::router())
         .merge(billing::router())
         .merge(llm::router())
+        .merge(messaging::router())
         .merge(events::router())
         .merge(uploads)
         .merge(gateway::router())

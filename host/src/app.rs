@@ -16,6 +16,7 @@ use crate::events::Events;
 use crate::ids::TenantId;
 use crate::jobs::scheduler::Scheduler;
 use crate::llm::Gateway;
+use crate::messaging::Messaging;
 use crate::metering::Meter;
 use crate::runtime::Runtime;
 use crate::search::Search;
@@ -41,6 +42,7 @@ pub struct App {
     pub billing: Arc<Billing>,
     pub llm: Arc<Gateway>,
     pub secrets: Arc<Secrets>,
+    pub messaging: Arc<Messaging>,
     tenant_cache: RwLock<HashMap<String, (Tenant, Instant)>>,
 }
 
@@ -74,11 +76,18 @@ impl App {
             config.llm.clone(),
             |name| std::env::var(name).ok(),
         )?);
+        let messaging = Arc::new(Messaging::new(
+            db.clone(),
+            config.messaging.clone(),
+            secrets.clone(),
+            billing.clone(),
+        ));
         let services = Arc::new(Services {
             storage: storage.clone(),
             events: events.clone(),
             search: search.clone(),
             llm: llm.clone(),
+            messaging: messaging.clone(),
         });
         let runtime = Runtime::new(
             config.runtime.clone(),
@@ -102,6 +111,7 @@ impl App {
             billing,
             llm,
             secrets,
+            messaging,
             db,
             config,
             tenant_cache: RwLock::new(HashMap::new()),

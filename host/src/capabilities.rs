@@ -13,6 +13,7 @@ mod kv;
 mod llm;
 mod log;
 mod logbuf;
+mod outbox;
 mod search;
 
 use std::sync::Arc;
@@ -33,13 +34,32 @@ pub struct Services {
     pub events: Arc<Events>,
     pub search: Arc<Search>,
     pub llm: Arc<crate::llm::Gateway>,
+    pub messaging: Arc<crate::messaging::Messaging>,
 }
 
 /// Host bindings generated from each `wit/platform@*` version this host
 /// runs. Each version has its own traits; the implementations of the
 /// interfaces both versions share are written once (see `kv.rs`).
 pub mod bindings {
-    /// `weft:platform@0.3.0`: adds the LLM gateway (`llm`).
+    /// `weft:platform@0.4.0`: adds the outbox (`outbox`).
+    pub mod v0_4 {
+        wasmtime::component::bindgen!({
+            path: "../wit/platform@0.4.0",
+            world: "plugin",
+            imports: { default: async | trappable },
+            exports: { default: async },
+            trappable_error_type: {
+                "weft:platform/kv.error" => crate::storage::Error,
+                "weft:platform/docs.error" => crate::storage::Error,
+                "weft:platform/events.error" => crate::events::PublishError,
+                "weft:platform/search.error" => crate::search::Error,
+                "weft:platform/outbox.error" => crate::messaging::SendError,
+            },
+        });
+    }
+
+    /// `weft:platform@0.3.0`: adds the LLM gateway (`llm`). Its types are
+    /// the same shape as 0.4.0's and are bound to them.
     pub mod v0_3 {
         wasmtime::component::bindgen!({
             path: "../wit/platform@0.3.0",
@@ -52,12 +72,14 @@ pub mod bindings {
                 "weft:platform/events.error" => crate::events::PublishError,
                 "weft:platform/search.error" => crate::search::Error,
             },
+            with: {
+                "weft:platform/types": super::v0_4::weft::platform::types,
+            },
         });
     }
 
     /// `weft:platform@0.2.0`: adds events, search and the event and
-    /// schedule handlers. Its types are the same shape as 0.3.0's and are
-    /// bound to them.
+    /// schedule handlers. Its types are bound to 0.4.0's.
     pub mod v0_2 {
         wasmtime::component::bindgen!({
             path: "../wit/platform@0.2.0",
@@ -71,7 +93,7 @@ pub mod bindings {
                 "weft:platform/search.error" => crate::search::Error,
             },
             with: {
-                "weft:platform/types": super::v0_3::weft::platform::types,
+                "weft:platform/types": super::v0_4::weft::platform::types,
             },
         });
     }
@@ -88,13 +110,13 @@ pub mod bindings {
                 "weft:platform/docs.error" => crate::storage::Error,
             },
             with: {
-                "weft:platform/types": super::v0_3::weft::platform::types,
+                "weft:platform/types": super::v0_4::weft::platform::types,
             },
         });
     }
 }
 
-pub use bindings::v0_3::weft::platform::types;
+pub use bindings::v0_4::weft::platform::types;
 
 /// The one (tenant, plugin) pair a Store is bound to.
 #[derive(Debug, Clone)]
@@ -131,6 +153,9 @@ pub struct Capabilities {
     acting_for: Option<String>,
     /// Time spent waiting for the LLM gateway, which is not the guest's.
     outside_guest: std::time::Duration,
+    /// The call queued a message: the outbox workers are woken after the
+    /// commit.
+    queued_messages: bool,
 }
 
 /// What a call that borrowed a batch's unit of work gives back.
@@ -215,6 +240,7 @@ impl Capabilities {
             savepoint: false,
             acting_for: None,
             outside_guest: std::time::Duration::ZERO,
+            queued_messages: false,
         }
     }
 
@@ -316,6 +342,9 @@ impl Capabilities {
         if queued {
             self.services.events.wake();
         }
+        if std::mem::take(&mut self.queued_messages) {
+            self.services.messaging.wake();
+        }
         Ok(())
     }
 
@@ -325,6 +354,7 @@ impl Capabilities {
         self.unit_of_work = None;
         self.search_writes.clear();
         self.events.clear();
+        self.queued_messages = false;
     }
 
     /// Adds every platform interface to `linker`; `get` projects the
@@ -334,6 +364,7 @@ impl Capabilities {
         get: fn(&mut T) -> &mut Capabilities,
     ) -> wasmtime::Result<()> {
         use wasmtime::component::HasSelf;
+        bindings::v0_4::Plugin::add_to_linker::<T, HasSelf<Capabilities>>(linker, get)?;
         bindings::v0_3::Plugin::add_to_linker::<T, HasSelf<Capabilities>>(linker, get)?;
         bindings::v0_2::Plugin::add_to_linker::<T, HasSelf<Capabilities>>(linker, get)?;
         bindings::v0_1::Plugin::add_to_linker::<T, HasSelf<Capabilities>>(linker, get)

@@ -63,6 +63,8 @@ pub struct Config {
     pub llm: crate::llm::LlmConfig,
     /// Credits, plans, packages, Stripe and invoices.
     pub billing: crate::billing::BillingConfig,
+    /// The outbox: delivery, default providers, per-tenant limits.
+    pub messaging: crate::messaging::MessagingConfig,
     /// Seed a demo tenant, user and API key and install the bundled plugins
     /// on first start (`WEFT_SEED_DEMO`).
     pub seed_demo: bool,
@@ -184,6 +186,7 @@ impl Default for Config {
             search: SearchConfig::default(),
             llm: crate::llm::LlmConfig::default(),
             billing: crate::billing::BillingConfig::default(),
+            messaging: crate::messaging::MessagingConfig::default(),
             seed_demo: true,
         }
     }

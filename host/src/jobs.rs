@@ -4,16 +4,18 @@
 //! runtime; they write delivery rows, and the jobs here take it from there.
 
 pub mod delivery;
+pub mod outbox;
 pub mod scheduler;
 
 use std::sync::Arc;
 
 use crate::app::App;
 
-/// Starts event delivery and the scheduler (with the pruning of old
-/// deliveries) for a serving process.
+/// Starts event delivery, outbox delivery and the scheduler (with the
+/// pruning of old deliveries) for a serving process.
 pub fn spawn(app: &Arc<App>) {
     delivery::spawn(app);
+    outbox::spawn(app);
     scheduler::Scheduler::spawn(app);
     spawn_hold_sweeper(app);
     spawn_billing(app);

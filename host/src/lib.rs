@@ -21,6 +21,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod jobs;
 pub mod llm;
+pub mod messaging;
 pub mod metering;
 pub mod metrics;
 pub mod plugin_logs;

@@ -17,5 +17,6 @@ mod llm_keys;
 mod llm_plugin;
 mod metering;
 mod ops;
+mod outbox;
 mod stripe;
 mod upgrade;

@@ -33,6 +33,10 @@ use crate::app::App;
         super::billing::own_invoices, super::billing::own_invoice, super::billing::tenant_invoices,
         super::billing::tenant_invoice, super::billing::make_invoice,
         super::billing::checkout, super::billing::stripe_webhook,
+        super::messaging::list, super::messaging::one, super::messaging::replay,
+        super::messaging::provider, super::messaging::set_provider, super::messaging::delete_provider,
+        super::messaging::dev_outbox, super::messaging::notifications, super::messaging::read_one,
+        super::messaging::read_all, super::messaging::webhook,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -47,6 +51,7 @@ use crate::app::App;
         (name = "ops", description = "Health and metrics"),
         (name = "llm", description = "The LLM gateway: completions, estimates, embeddings, the model catalog"),
         (name = "billing", description = "Credits ledger, plans, packages, LLM usage, grants"),
+        (name = "messaging", description = "The outbox: a tenant's messages and providers, the dev inbox, in-app notifications, provider status webhooks"),
     )
 )]
 struct ApiDoc;

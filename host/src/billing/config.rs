@@ -57,6 +57,11 @@ pub struct PlanConfig {
     /// LLM tokens (input + output) per UTC day; `None` is unlimited.
     #[serde(default)]
     pub tokens_per_day: Option<u64>,
+    /// Outbox messages per UTC day by channel (`email`, `sms`, `push`,
+    /// `in_app`), over `[messaging.limits]`'s daily quota; a channel not
+    /// listed keeps that quota.
+    #[serde(default)]
+    pub messages_per_day: BTreeMap<String, u64>,
     /// Default model (catalog id) per role; the key `default` for any role.
     #[serde(default)]
     pub default_models: BTreeMap<String, String>,
@@ -183,6 +188,7 @@ fn default_plans() -> Vec<PlanConfig> {
             projects: Some(1),
             sessions_per_day: Some(10),
             tokens_per_day: Some(500_000),
+            messages_per_day: BTreeMap::new(),
             default_models: models(&[
                 ("default", "gemini-flash"),
                 ("architect", "claude-haiku"),
@@ -208,6 +214,7 @@ fn default_plans() -> Vec<PlanConfig> {
             projects: Some(3),
             sessions_per_day: Some(50),
             tokens_per_day: Some(2_000_000),
+            messages_per_day: BTreeMap::new(),
             default_models: models(&[
                 ("default", "gpt-4o-mini"),
                 ("architect", "claude-sonnet"),
@@ -235,6 +242,7 @@ fn default_plans() -> Vec<PlanConfig> {
             projects: None,
             sessions_per_day: None,
             tokens_per_day: Some(10_000_000),
+            messages_per_day: BTreeMap::new(),
             default_models: models(&[
                 ("default", "gpt-4o"),
                 ("architect", "claude-opus"),

@@ -91,3 +91,4 @@ macro_rules! for_version {
 for_version!(v0_1);
 for_version!(v0_2);
 for_version!(v0_3);
+for_version!(v0_4);

@@ -1,4 +1,4 @@
-//! `weft:platform/llm` (0.3.0): the LLM gateway for plugins.
+//! `weft:platform/llm` (0.3.0 and later): the LLM gateway for plugins.
 //!
 //! The tenant is the call's binding and the user the request's caller (for
 //! event and schedule handlers, `plugin:<name>`); the plugin only describes
@@ -11,13 +11,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use weft_llm_wire as wire;
-
 use super::Capabilities;
-use super::bindings::v0_3::weft::platform::llm as wit;
-use crate::llm::{self, Caller, CompletionRequest, Complexity, Gateway, SelectError};
-
-type Answer<T> = wasmtime::Result<Result<T, wit::Error>>;
+use crate::llm::{self, Caller, Gateway};
 
 impl Capabilities {
     /// The caller the gateway bills and limits.
@@ -35,12 +30,12 @@ impl Capabilities {
     /// Refuses a model call once the call writes: it would hold the
     /// write transaction (on SQLite, the database's write lock) for the
     /// seconds a model takes.
-    fn llm_allowed(&self) -> Result<(), wit::Error> {
+    fn llm_allowed(&self) -> Result<(), String> {
         if self.unit_of_work.is_some() {
-            return Err(wit::Error::AfterWrite(
-                "the call has written already: call the LLM gateway before the first kv, docs, events or search write"
+            return Err(
+                "the call has written already: call the LLM gateway before the first kv, docs, events, search or outbox write"
                     .into(),
-            ));
+            );
         }
         Ok(())
     }
@@ -60,6 +55,18 @@ impl Capabilities {
         out.map_err(|e| wasmtime::format_err!("the gateway task failed: {e}"))
     }
 }
+
+/// One implementation for every WIT version that has the interface.
+macro_rules! for_version {
+    ($v:ident) => {
+        mod $v {
+            use weft_llm_wire as wire;
+
+            use crate::capabilities::Capabilities;
+            use crate::capabilities::bindings::$v::weft::platform::llm as wit;
+            use crate::llm::{self, CompletionRequest, Complexity, SelectError};
+
+            type Answer<T> = wasmtime::Result<Result<T, wit::Error>>;
 
 fn request_of(req: wit::CompletionRequest) -> Result<CompletionRequest, wit::Error> {
     let messages = req
@@ -175,7 +182,7 @@ fn answer<T, U>(out: llm::Result<T>, to_wit: impl FnOnce(T) -> U) -> Answer<U> {
 impl wit::Host for Capabilities {
     async fn complete(&mut self, request: wit::CompletionRequest) -> Answer<wit::Completion> {
         if let Err(e) = self.llm_allowed() {
-            return Ok(Err(e));
+            return Ok(Err(wit::Error::AfterWrite(e)));
         }
         let request = match request_of(request) {
             Ok(r) => r,
@@ -222,7 +229,7 @@ impl wit::Host for Capabilities {
         model: Option<String>,
     ) -> Answer<wit::Embeddings> {
         if let Err(e) = self.llm_allowed() {
-            return Ok(Err(e));
+            return Ok(Err(wit::Error::AfterWrite(e)));
         }
         let out = self
             .on_gateway(
@@ -239,3 +246,9 @@ impl wit::Host for Capabilities {
         })
     }
 }
+        }
+    };
+}
+
+for_version!(v0_3);
+for_version!(v0_4);

@@ -9,7 +9,7 @@ use super::{Error, Result};
 use crate::tenancy::Role;
 
 /// The WIT package versions this host can run.
-pub const SUPPORTED_WIT: &[&str] = &["0.1.0", "0.2.0", "0.3.0"];
+pub const SUPPORTED_WIT: &[&str] = &["0.1.0", "0.2.0", "0.3.0", "0.4.0"];
 
 /// A parsed, validated manifest.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -64,6 +64,8 @@ pub enum Capability {
     Search,
     /// `weft:platform@0.3.0` and later.
     Llm,
+    /// `weft:platform@0.4.0` and later.
+    Outbox,
 }
 
 impl Capability {
@@ -77,6 +79,7 @@ impl Capability {
             Capability::Events => "events",
             Capability::Search => "search",
             Capability::Llm => "llm",
+            Capability::Outbox => "outbox",
         }
     }
 
@@ -86,6 +89,7 @@ impl Capability {
             Capability::Kv | Capability::Docs | Capability::Config | Capability::Log => "0.1.0",
             Capability::Events | Capability::Search => "0.2.0",
             Capability::Llm => "0.3.0",
+            Capability::Outbox => "0.4.0",
         }
     }
 
