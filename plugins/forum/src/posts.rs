@@ -352,7 +352,10 @@ pub fn create(req: &Request) -> Result {
         m.posts += 1;
         m.last_posted_at = Some(now);
     })?;
-    unread::advance(&author.id, &topic.id, post.number)?;
+    // The new post is the topic's last (its number came from the topic
+    // rewrite above, in this transaction), so the author's mark moves to it
+    // without reading the old one first.
+    unread::mark(&author.id, &topic.id, post.number)?;
     crate::digest::record_post(&post)?;
     let read = read_level(category.as_ref());
     search_index::index_post(&post, &topic, read)?;
