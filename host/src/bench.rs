@@ -15,6 +15,7 @@ mod events;
 mod forum;
 mod http;
 mod llm;
+mod outbox;
 mod search;
 mod text;
 
@@ -59,9 +60,13 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 20_000)]
     pub llm_requests: usize,
     /// Run only the phases after the HTTP and per-call ones (search,
-    /// events, forum, LLM gateway, ledger).
+    /// events, forum, LLM gateway, ledger, outbox).
     #[arg(long)]
     pub skip_hello: bool,
+    /// Emails of the outbox phase, queued by a plugin and delivered over
+    /// SMTP to a local sink (0 skips it).
+    #[arg(long, default_value_t = 20_000)]
+    pub messages: usize,
     /// Run the events and forum phases on PostgreSQL: an admin URL under
     /// which each server gets a new database owned by a new ordinary role
     /// (dropped afterwards), as the tests do.
@@ -548,6 +553,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.llm_requests > 0 {
         llm::run(&args).await?;
+    }
+    if args.messages > 0 {
+        outbox::run(args.messages, args.postgres.as_deref()).await?;
     }
     Ok(())
 }
