@@ -57,21 +57,13 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<User> {
     })
 }
 
+/// Trimmed and lowercased, and an address the outbox could send to
+/// (`messaging::check_email`, the one address check).
 fn normalize_email(email: &str) -> Result<String> {
     let email = email.trim().to_lowercase();
-    let valid = email.len() <= 254
-        && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-        })
-        && !email.chars().any(char::is_whitespace);
-    if valid {
-        Ok(email)
-    } else {
-        Err(Error::Invalid("email is not a valid address".into()))
-    }
+    crate::messaging::check_email(&email)
+        .map_err(|_| Error::Invalid("email is not a valid address".into()))?;
+    Ok(email)
 }
 
 impl Users {
