@@ -236,6 +236,33 @@ both_engines_with!(
         .await;
         insert(s, usage("u2", 2_000_000_000, 1, 1_000_000_000, nov - 5)).await;
         insert(s, usage("u3", 7_000_000_000, 7, 7, nov + 5)).await;
+        // Messages the outbox delivered: two emails and three SMS in
+        // October, one SMS in November.
+        for (i, (channel, at)) in [
+            ("email", oct + 10),
+            ("email", oct + 11),
+            ("sms", oct + 12),
+            ("sms", oct + 13),
+            ("sms", nov - 2),
+            ("sms", nov + 2),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            insert(
+                s,
+                Stmt::new(
+                    "INSERT INTO usage_events (tenant_id, idempotency_key, plugin, version, fuel, wall_us, \
+                     peak_memory, bytes_in, bytes_out, outcome, request_id, occurred_at) \
+                     VALUES ($1, $2, $3, 'notifier', 0, 0, 0, 0, 0, 'ok', $2, $4)",
+                )
+                .bind(tenant.as_str())
+                .bind(format!("message:m{i}"))
+                .bind(format!("outbox:{channel}"))
+                .bind(at),
+            )
+            .await;
+        }
         // 2 GB stored every day of October, 9 GB on November 1st.
         for day in 0..32 {
             let bytes: i64 = if day < 31 {
@@ -269,6 +296,8 @@ both_engines_with!(
         //   fuel 3.5e9 at 10 / 1e9                                       35
         //   62e9 byte-days / 31 days = 2 GB-month at 25                  50
         //   2,500,000,001 bytes at 9 / GB              ceil(22.5000…)  = 23
+        //   2 emails at 100 / 1000                      ceil(0.2)      = 1
+        //   3 SMS at 800 / 1000                         ceil(2.4)      = 3
         let amounts: Vec<(&str, i64)> = invoice["lines"]
             .as_array()
             .expect("lines")
@@ -289,10 +318,12 @@ both_engines_with!(
                 ("compute", 35),
                 ("storage", 50),
                 ("bandwidth", 23),
+                ("messages", 1),
+                ("messages", 3),
             ],
             "{invoice}"
         );
-        assert_eq!(invoice["total_minor"], 5_097, "{invoice}");
+        assert_eq!(invoice["total_minor"], 5_101, "{invoice}");
         assert_eq!(invoice["currency"], "usd");
         // Made once: asking again returns the same invoice.
         let (_, again) = s
@@ -306,7 +337,7 @@ both_engines_with!(
         // The tenant admin sees it, as JSON and CSV.
         let (status, list) = s.get("/v1/billing/invoices", Some(&t.admin_token)).await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(list["invoices"][0]["total_minor"], 5_097);
+        assert_eq!(list["invoices"][0]["total_minor"], 5_101);
         let csv = s
             .client
             .get(format!("{}/v1/billing/invoices/2026-10?format=csv", s.base))
@@ -320,7 +351,7 @@ both_engines_with!(
             text.starts_with("period,kind,description,quantity,unit,amount_minor,currency\n"),
             "{text}"
         );
-        assert!(text.ends_with("2026-10,total,,,,5097,usd\n"), "{text}");
+        assert!(text.ends_with("2026-10,total,,,,5101,usd\n"), "{text}");
         // A month that has not ended, and a malformed one.
         for (period, expected) in [("2999-01", "invalid_input"), ("2026-13", "invalid_input")] {
             let (status, body) = s

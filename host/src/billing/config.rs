@@ -93,6 +93,45 @@ pub struct UsagePrices {
     pub per_gb_month_minor: i64,
     /// Per GB of plugin request and response bodies.
     pub per_gb_transfer_minor: i64,
+    /// Per 1,000 messages the outbox delivered, by channel.
+    pub per_1k_messages_minor: MessagePrices,
+}
+
+/// Prices per 1,000 delivered messages of each outbox channel, in minor
+/// units (the defaults are near what the providers charge: an SMS costs
+/// about a hundred emails).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MessagePrices {
+    pub email: i64,
+    pub sms: i64,
+    pub push: i64,
+    pub in_app: i64,
+}
+
+impl Default for MessagePrices {
+    fn default() -> Self {
+        Self {
+            email: 100,
+            sms: 800,
+            push: 10,
+            in_app: 0,
+        }
+    }
+}
+
+impl MessagePrices {
+    /// The price of `channel` (`email`, `sms`, `push`, `in_app`); `None`
+    /// for a channel this version does not know.
+    pub fn of(&self, channel: &str) -> Option<i64> {
+        match channel {
+            "email" => Some(self.email),
+            "sms" => Some(self.sms),
+            "push" => Some(self.push),
+            "in_app" => Some(self.in_app),
+            _ => None,
+        }
+    }
 }
 
 /// Stripe: keys, where its API is, and what checkout returns to.
@@ -148,6 +187,7 @@ impl Default for UsagePrices {
             per_billion_fuel_minor: 10,
             per_gb_month_minor: 25,
             per_gb_transfer_minor: 9,
+            per_1k_messages_minor: MessagePrices::default(),
         }
     }
 }

@@ -220,6 +220,33 @@ impl Billing {
             unit: "bytes".into(),
             amount_minor: priced(bytes, prices.per_gb_transfer_minor, 1_000_000_000),
         });
+        // The outbox records one usage event per delivered message, as
+        // plugin `outbox:<channel>`.
+        let rows = tx
+            .fetch_all(
+                Stmt::new(
+                    "SELECT plugin, COUNT(*) FROM usage_events \
+                     WHERE tenant_id = $1 AND occurred_at >= $2 AND occurred_at < $3 \
+                     AND plugin LIKE 'outbox:%' GROUP BY plugin ORDER BY plugin",
+                )
+                .bind(tenant.as_str())
+                .bind(start)
+                .bind(end),
+            )
+            .await?;
+        for row in rows {
+            let plugin: String = row.get(0)?;
+            let count: i64 = row.get(1)?;
+            let channel = plugin.trim_start_matches("outbox:");
+            let price = prices.per_1k_messages_minor.of(channel).unwrap_or(0);
+            lines.push(Line {
+                kind: "messages".into(),
+                description: format!("{channel} messages delivered"),
+                quantity: count,
+                unit: "messages".into(),
+                amount_minor: priced(count, price, 1_000),
+            });
+        }
         Ok(lines)
     }
 
