@@ -751,3 +751,70 @@ both_engines_with!(
         assert_eq!(message(s, &t, &id).await["status"], "delivered");
     }
 );
+
+both_engines_with!(
+    pruning_drops_done_messages_past_retention_and_keeps_queued_ones,
+    fast,
+    async |s: &Server| {
+        use weft::db::{Exec, Mode, Scope, Stmt};
+        let t = notifier(s, "prune").await;
+        let (_, old) = send(s, &t, "old", email("ada@example.org")).await;
+        let old = old["id"].as_str().expect("id").to_owned();
+        reaches(s, &t, &old, "delivered").await;
+        let (_, fresh) = send(s, &t, "fresh", email("ada@example.org")).await;
+        let fresh = fresh["id"].as_str().expect("id").to_owned();
+        reaches(s, &t, &fresh, "delivered").await;
+        // Forty days ago: the first delivered message, its dev inbox copy,
+        // and a message still queued (due far in the future).
+        let forty_days_ago = weft::ids::now_ms() - 40 * 86_400_000;
+        let mut tx = s
+            .app
+            .db
+            .begin(Scope::Platform, Mode::Write)
+            .await
+            .expect("begin");
+        for stmt in [
+            Stmt::new("UPDATE outbox_messages SET updated_at = $1 WHERE id = $2")
+                .bind(forty_days_ago)
+                .bind(old.as_str()),
+            Stmt::new("UPDATE dev_inbox SET at = $1 WHERE message_id = $2")
+                .bind(forty_days_ago)
+                .bind(old.as_str()),
+            Stmt::new(
+                "INSERT INTO outbox_messages (id, tenant_id, plugin, idempotency_key, channel, recipient, \
+                 content, status, attempts, next_attempt_at, created_at, updated_at) \
+                 SELECT 'msg_waiting', tenant_id, plugin, 'waiting', channel, recipient, content, 'queued', \
+                 0, $1, $2, $2 FROM outbox_messages WHERE id = $3",
+            )
+            .bind(weft::ids::now_ms() + 86_400_000)
+            .bind(forty_days_ago)
+            .bind(old.as_str()),
+        ] {
+            tx.execute(stmt).await.expect("backdate");
+        }
+        tx.commit().await.expect("commit");
+
+        let pruned = weft::messaging::store::prune(&s.app.db, 30 * 86_400_000, 7 * 86_400_000)
+            .await
+            .expect("prune");
+        assert_eq!((pruned.messages, pruned.dev_inbox), (1, 1), "{pruned:?}");
+        let ids: Vec<String> = messages(s, &t, "")
+            .await
+            .iter()
+            .filter_map(|m| m["id"].as_str().map(str::to_owned))
+            .collect();
+        assert!(!ids.contains(&old), "{ids:?}");
+        assert!(ids.contains(&fresh), "{ids:?}");
+        assert!(ids.contains(&"msg_waiting".to_owned()), "{ids:?}");
+        let (status, _) = s
+            .get(
+                &format!("/v1/tenants/{}/messages/{old}", t.slug),
+                Some(&t.admin_token),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (_, inbox) = s.get("/v1/dev/outbox", Some(&t.admin_token)).await;
+        let inbox = inbox.to_string();
+        assert!(!inbox.contains(&old) && inbox.contains(&fresh), "{inbox}");
+    }
+);

@@ -18,7 +18,8 @@ use crate::messaging::Content;
 use crate::messaging::providers::Route;
 use crate::messaging::store::{self, Claimed, Outcome};
 
-/// Starts the delivery loop and the hourly pruning of old counters.
+/// Starts the delivery loop and the hourly pruning (old counters, done
+/// messages past their retention, the dev inbox).
 pub fn spawn(app: &Arc<App>) {
     let app = app.clone();
     tokio::spawn(async move {
@@ -52,8 +53,12 @@ pub fn spawn(app: &Arc<App>) {
             }
             if now_ms() - pruned_at > 3_600_000 {
                 pruned_at = now_ms();
-                if let Err(err) = store::prune_counters(&app.db).await {
-                    tracing::warn!(%err, "pruning outbox counters failed");
+                let day = 86_400_000;
+                let retention = i64::from(config.retention_days.max(1)) * day;
+                let dev_inbox = i64::from(config.dev_inbox_days.max(1)) * day;
+                match store::prune(&app.db, retention, dev_inbox).await {
+                    Ok(pruned) => tracing::debug!(?pruned, "outbox pruned"),
+                    Err(err) => tracing::warn!(%err, "pruning the outbox failed"),
                 }
             }
             if !full {

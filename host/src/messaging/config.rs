@@ -39,6 +39,12 @@ pub struct MessagingConfig {
     pub push: Option<ProviderSettings>,
     /// Per-tenant limits, per channel.
     pub limits: ChannelLimits,
+    /// Messages that are done (sent, delivered, bounced, failed or dead)
+    /// are kept this long with their attempts, then pruned; a message's
+    /// idempotency key is remembered as long as the message is kept.
+    pub retention_days: u32,
+    /// Dev inbox entries are kept this long.
+    pub dev_inbox_days: u32,
 }
 
 impl Default for MessagingConfig {
@@ -58,6 +64,8 @@ impl Default for MessagingConfig {
             sms: None,
             push: None,
             limits: ChannelLimits::default(),
+            retention_days: 30,
+            dev_inbox_days: 7,
         }
     }
 }

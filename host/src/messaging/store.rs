@@ -364,14 +364,24 @@ pub async fn record(
     Ok(())
 }
 
-/// Drops rate-limit windows older than ten minutes and day counters older
-/// than two days.
-pub async fn prune_counters(db: &Db) -> Result<u64, db::Error> {
+/// What one pruning pass removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    pub counters: u64,
+    pub messages: u64,
+    pub dev_inbox: u64,
+}
+
+/// Drops rate-limit windows older than ten minutes, day counters older
+/// than two days, done messages (and so their attempts) older than
+/// `retention_ms` and dev inbox entries older than `dev_inbox_ms`.
+/// Queued messages are never pruned, whatever their age.
+pub async fn prune(db: &Db, retention_ms: i64, dev_inbox_ms: i64) -> Result<Pruned, db::Error> {
     let now = now_ms();
     let minute = format!("m:{:010}", now / 60_000 - 10);
     let day = format!("d:{}", crate::billing::day_string(now - 2 * 86_400_000));
     let mut tx = db.begin(Scope::Platform, Mode::Write).await?;
-    let n = sqlx::query(
+    let counters = sqlx::query(
         "DELETE FROM outbox_counters WHERE (substr(win, 1, 2) = 'm:' AND win < $1) OR (substr(win, 1, 2) = 'd:' AND win < $2)",
     )
     .bind(minute)
@@ -379,8 +389,33 @@ pub async fn prune_counters(db: &Db) -> Result<u64, db::Error> {
     .execute(&mut *tx)
     .await?
     .rows_affected();
+    let cutoff = now - retention_ms;
+    // Attempts go first: PostgreSQL cascades, but a SQLite connection
+    // without foreign keys on would leave them behind.
+    sqlx::query(
+        "DELETE FROM outbox_attempts WHERE message_id IN (SELECT id FROM outbox_messages \
+         WHERE status <> 'queued' AND updated_at < $1)",
+    )
+    .bind(cutoff)
+    .execute(&mut *tx)
+    .await?;
+    let messages =
+        sqlx::query("DELETE FROM outbox_messages WHERE status <> 'queued' AND updated_at < $1")
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    let dev_inbox = sqlx::query("DELETE FROM dev_inbox WHERE at < $1")
+        .bind(now - dev_inbox_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     tx.commit().await?;
-    Ok(n)
+    Ok(Pruned {
+        counters,
+        messages,
+        dev_inbox,
+    })
 }
 
 /// An entry of the dev inbox.
