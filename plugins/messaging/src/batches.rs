@@ -2,8 +2,8 @@
 //!
 //! `POST /lists/{id}/sends` records the batch and publishes
 //! `messaging.batch` to this plugin; each delivery of it renders and
-//! queues the next `batch_chunk` confirmed subscribers, moves the batch's
-//! cursor and counts, and publishes the next chunk — all in the event
+//! queues the next `batch_chunk` confirmed subscribers (fewer if they
+//! take longer than [`CHUNK_BUDGET`]), moves the batch's cursor and counts, and publishes the next chunk — all in the event
 //! handler's unit of work, committed with the delivery's done mark. A
 //! crash, a retry or a duplicate delivery therefore re-runs a chunk from
 //! the same cursor, and the outbox keys (`batch:{id}:{subscriber}`) make a
@@ -42,8 +42,8 @@ pub struct Batch {
     pub failed: i64,
     /// Chunks done; a chunk event for another number is stale.
     pub chunk: u64,
-    /// Where the next chunk starts (the subscribers query's cursor).
-    pub cursor: Option<String>,
+    /// The last subscriber id done: the next chunk starts after it.
+    pub after: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
     pub finished_at: Option<i64>,
@@ -86,14 +86,26 @@ fn job_for(batch: &Batch, sub_id: &str, sub: &Subscriber) -> Job {
     }
 }
 
-fn subscribers_query(list: &str, limit: u32, cursor: Option<&str>) -> Query {
-    Query::new()
+/// The confirmed subscribers after id `after`, in id order (a keyset of
+/// our own rather than the store's cursor, so a chunk may stop after any
+/// subscriber).
+fn subscribers_query(list: &str, limit: u32, after: Option<&str>) -> Query {
+    let q = Query::new()
         .filter("list", Op::Eq, list)
         .filter("status", Op::Eq, "confirmed")
         .order_by("id", false)
-        .limit(limit)
-        .cursor(cursor)
+        .limit(limit);
+    match after {
+        Some(id) => q.filter("id", Op::Gt, id),
+        None => q,
+    }
 }
+
+/// Wall time a chunk may take. On SQLite a handler holds the database's
+/// write lock from its start (deliveries share one transaction) and the
+/// host stops it past `max_write_hold_ms` (250 ms by default): a chunk
+/// that is slower than planned stops early and the next one goes on.
+const CHUNK_BUDGET: std::time::Duration = std::time::Duration::from_millis(120);
 
 pub fn create(req: &Request) -> Result {
     let list = lists::load(req.param("id").unwrap_or_default())?;
@@ -118,7 +130,7 @@ pub fn create(req: &Request) -> Result {
         skipped: 0,
         failed: 0,
         chunk: 0,
-        cursor: None,
+        after: None,
         created_at: now,
         updated_at: now,
         finished_at: None,
@@ -181,6 +193,7 @@ fn retry(r: Response) -> HandlerError {
 
 /// One chunk of a batch (a delivery of [`TOPIC`]).
 pub fn on_chunk(payload: &str) -> std::result::Result<(), HandlerError> {
+    let started = std::time::Instant::now();
     let event: ChunkEvent = serde_json::from_str(payload)
         .map_err(|e| HandlerError::Reject(format!("bad chunk payload: {e}")))?;
     let Some((mut batch, version)) = http::get::<Batch>(BATCHES, &event.batch).map_err(retry)?
@@ -210,11 +223,16 @@ pub fn on_chunk(payload: &str) -> std::result::Result<(), HandlerError> {
     let settings = Settings::load().map_err(retry)?;
     let (subs, next) = http::query::<Subscriber>(
         SUBSCRIBERS,
-        &subscribers_query(&batch.list, size, batch.cursor.as_deref()),
+        &subscribers_query(&batch.list, size, batch.after.as_deref()),
     )
     .map_err(retry)?;
     let now = now_ms();
-    for (sub_id, sub) in &subs {
+    let mut more = next.is_some();
+    for (i, (sub_id, sub)) in subs.iter().enumerate() {
+        if i > 0 && started.elapsed() > CHUNK_BUDGET {
+            more = true;
+            break;
+        }
         let job = job_for(&batch, sub_id, sub);
         match send::execute(&job, &template, None, &settings, now) {
             Ok(report) if report.throttled() => {
@@ -232,25 +250,22 @@ pub fn on_chunk(payload: &str) -> std::result::Result<(), HandlerError> {
             Err(r) if r.status == 422 => batch.failed += 1,
             Err(r) => return Err(retry(r)),
         }
+        batch.after = Some(sub_id.clone());
     }
     batch.chunk += 1;
     batch.updated_at = now;
-    match next {
-        Some(cursor) => {
-            batch.cursor = Some(cursor);
-            events::publish_json(
-                TOPIC,
-                &ChunkEvent {
-                    batch: batch.id.clone(),
-                    chunk: batch.chunk,
-                },
-            )
-            .map_err(|e| HandlerError::Retry(format!("{e:?}")))?;
-        }
-        None => {
-            batch.state = "done".into();
-            batch.finished_at = Some(now);
-        }
+    if more {
+        events::publish_json(
+            TOPIC,
+            &ChunkEvent {
+                batch: batch.id.clone(),
+                chunk: batch.chunk,
+            },
+        )
+        .map_err(|e| HandlerError::Retry(format!("{e:?}")))?;
+    } else {
+        batch.state = "done".into();
+        batch.finished_at = Some(now);
     }
     // Conditional: a concurrent run of the same chunk commits once.
     http::put(BATCHES, &batch.id, &batch, Some(version)).map_err(retry)?;
