@@ -214,7 +214,13 @@ pub fn subscribe(req: &Request) -> Result {
     if let Some((s, _)) = &existing
         && s.status == "confirmed"
     {
-        return Ok(Response::json(200, &json!({"status": "confirmed"})));
+        // An admin may know; anyone else gets the answer a new address
+        // gets, so the route does not tell who is on the list.
+        return Ok(if is_admin(req) {
+            Response::json(200, &json!({"status": "confirmed"}))
+        } else {
+            Response::json(202, &json!({"status": "pending"}))
+        });
     }
     let now = now_ms();
     let direct = !list.double_opt_in || (b.confirmed && is_admin(req));

@@ -3,7 +3,10 @@
 //! (`forum.topic:{{ topic_id }}`), who acted (`author.id`: never told of
 //! their own doing, and made a watcher if `auto_watch`), a template and
 //! channels. Everyone watching the key gets the template, rendered with
-//! the payload (plus the rule's `data`).
+//! the payload (plus the rule's `data`), if the payload meets the rule's
+//! `when` conditions.
+
+use std::collections::BTreeMap;
 
 use minijinja::{Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
@@ -37,8 +40,29 @@ pub struct Rule {
     pub channels: Vec<Channel>,
     #[serde(default)]
     pub data: Map<String, Value>,
+    /// Conditions on the payload: each dotted path must hold one of the
+    /// listed values (`{"read": ["public", "users"]}` keeps the forum's
+    /// moderator-only posts out of ordinary watchers' mail).
+    #[serde(default)]
+    pub when: BTreeMap<String, Vec<Value>>,
     #[serde(default)]
     pub updated_at: i64,
+}
+
+impl Rule {
+    /// Whether `payload` meets every condition of `when`.
+    pub fn applies(&self, payload: &Value) -> bool {
+        self.when.iter().all(|(path, allowed)| {
+            let mut v = payload;
+            for part in path.split('.') {
+                match v.get(part) {
+                    Some(next) => v = next,
+                    None => return false,
+                }
+            }
+            allowed.contains(v)
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,6 +78,8 @@ struct RuleBody {
     channels: Vec<String>,
     #[serde(default)]
     data: Map<String, Value>,
+    #[serde(default)]
+    when: BTreeMap<String, Vec<Value>>,
 }
 
 /// Watchers told per event at most.
@@ -120,6 +146,7 @@ pub fn put(req: &Request) -> Result {
         template: b.template,
         channels,
         data: b.data,
+        when: b.when,
         updated_at: now_ms(),
     };
     http::put(RULES, id, &rule, None)?;
@@ -162,6 +189,9 @@ pub fn on_event(event: &Event) -> std::result::Result<(), HandlerError> {
     let mut settings: Option<Settings> = None;
     let now = now_ms();
     for (_, rule) in rules {
+        if !rule.applies(&payload) {
+            continue;
+        }
         let key = match watch_key(&rule.watch_key, &payload) {
             Ok(k) => k,
             Err(e) => {
@@ -251,5 +281,23 @@ mod tests {
         assert!(watch_key("Bad Key {{ topic_id }}", &p).is_err());
         assert_eq!(lookup(&p, "author.id").as_deref(), Some("u1"));
         assert_eq!(lookup(&p, "author.missing"), None);
+    }
+
+    #[test]
+    fn conditions_on_the_payload() {
+        let rule: Rule = serde_json::from_value(json!({
+            "id": "r", "topic": "forum.post_created", "watch_key": "k",
+            "when": {"read": ["public", "users"], "author.id": ["u1"]}
+        }))
+        .expect("rule");
+        assert!(rule.applies(&json!({"read": "users", "author": {"id": "u1"}})));
+        assert!(!rule.applies(&json!({"read": "moderators", "author": {"id": "u1"}})));
+        assert!(
+            !rule.applies(&json!({"author": {"id": "u1"}})),
+            "a missing field fails"
+        );
+        let open: Rule = serde_json::from_value(json!({"id": "r", "topic": "t", "watch_key": "k"}))
+            .expect("rule");
+        assert!(open.applies(&json!({})));
     }
 }

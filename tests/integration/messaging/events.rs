@@ -30,7 +30,8 @@ both_engines_with!(
             (
                 "reply-emails",
                 json!({"topic": "forum.post_created", "watch_key": key, "actor": "author.id", "auto_watch": true,
-                                    "template": "new_reply", "channels": ["email"]}),
+                                    "template": "new_reply", "channels": ["email"],
+                       "when": {"read": ["public", "users"]}}),
             ),
         ] {
             let (status, body) = s
@@ -119,5 +120,40 @@ both_engines_with!(
             )
             .await;
         assert_eq!(log["entries"][0]["source"], "rule:reply-emails", "{log}");
+
+        // A post in a moderators-only category tells nobody who merely
+        // watches its key (the rule's `when`).
+        let (status, staff) = s
+            .post(
+                "/t/club/p/forum/categories",
+                Some(&t.admin_token),
+                json!({"name": "Staff", "read": "moderators", "post": "moderators"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{staff}");
+        let (status, hidden) = s
+            .post("/t/club/p/forum/topics", Some(&t.admin_token),
+                  json!({"category": staff["id"], "title": "Payroll", "body": "Confidential numbers"}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{hidden}");
+        let hidden_id = hidden["topic"]["id"].as_str().expect("topic id").to_owned();
+        let (status, _) = s
+            .put(
+                &m(&t, &format!("/watches/forum.topic:{hidden_id}")),
+                Some(&ann.token),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = s
+            .post(
+                &format!("/t/club/p/forum/topics/{hidden_id}/posts"),
+                Some(&t.admin_token),
+                json!({"body": "More confidential numbers"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        assert_eq!(smtp.accepted().len(), 2, "nothing about the staff topic");
     }
 );
