@@ -129,6 +129,19 @@ pub fn suppressed_everywhere(subject: &str) -> Result<bool> {
     Ok(kv::get(&suppression_key("all", subject))?.is_some())
 }
 
+/// The scope and subject of a suppression's kv key: `sup:all:{subject}`
+/// or `sup:list:{id}:{subject}` (list ids hold no `:`).
+fn parse_key(key: &str) -> Option<(String, &str)> {
+    let rest = key.strip_prefix("sup:")?;
+    match rest.strip_prefix("list:") {
+        Some(r) => {
+            let (list, subject) = r.split_once(':')?;
+            Some((format!("list:{list}"), subject))
+        }
+        None => Some(("all".to_owned(), rest.strip_prefix("all:")?)),
+    }
+}
+
 pub fn list(req: &Request) -> Result {
     let limit = http::limit(req)?;
     let page = kv::list_prefix("sup:", http::cursor(req).as_deref(), limit)?;
@@ -136,15 +149,7 @@ pub fn list(req: &Request) -> Result {
         .entries
         .iter()
         .filter_map(|e| {
-            let rest = e.key.strip_prefix("sup:")?;
-            // `all:{subject}` or `list:{id}:{subject}`.
-            let (scope, subject) = match rest.strip_prefix("list:") {
-                Some(r) => {
-                    let (list, subject) = r.split_once(':')?;
-                    (format!("list:{list}"), subject)
-                }
-                None => ("all".to_owned(), rest.strip_prefix("all:")?),
-            };
+            let (scope, subject) = parse_key(&e.key)?;
             let s: Option<Suppression> = serde_json::from_slice(&e.value).ok();
             Some(json!({"scope": scope, "subject": subject, "at": s.as_ref().map(|s| s.at), "via": s.map(|s| s.via)}))
         })
@@ -153,4 +158,21 @@ pub fn list(req: &Request) -> Result {
         200,
         &json!({"suppressions": items, "next_cursor": page.next_cursor}),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suppression_keys_round_trip() {
+        let k = suppression_key("list:news", "e:ada@example.org");
+        assert_eq!(
+            parse_key(&k),
+            Some(("list:news".to_owned(), "e:ada@example.org"))
+        );
+        let k = suppression_key("all", "u:0190-ab");
+        assert_eq!(parse_key(&k), Some(("all".to_owned(), "u:0190-ab")));
+        assert_eq!(parse_key("secret:tokens"), None);
+    }
 }
