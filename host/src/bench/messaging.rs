@@ -18,7 +18,7 @@ use crate::messaging::ProviderSettings;
 use crate::messaging::config::{Limit, SmtpTlsMode};
 use crate::tenancy::Role;
 
-const PER_IMPORT: usize = 1_000;
+const PER_IMPORT: usize = 2_000;
 
 fn template() -> Value {
     json!({"variants": {"en": {

@@ -392,7 +392,7 @@ pub fn admin_unsubscribe(req: &Request) -> Result {
 }
 
 /// Rows per import call: every row is read and written in one call.
-const MAX_IMPORT_ROWS: usize = 5_000;
+const MAX_IMPORT_ROWS: usize = 2_000;
 
 /// `POST /lists/{id}/import`, a CSV body: every row checked first; one bad
 /// row refuses the file. Imported rows are confirmed (the admin vouches
