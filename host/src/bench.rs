@@ -15,6 +15,7 @@ mod events;
 mod forum;
 mod http;
 mod llm;
+mod messaging;
 mod outbox;
 mod search;
 mod text;
@@ -67,6 +68,11 @@ pub struct BenchArgs {
     /// SMTP to a local sink (0 skips it).
     #[arg(long, default_value_t = 20_000)]
     pub messages: usize,
+    /// Subscribers of the messaging plugin's batch-send phase: emails
+    /// rendered from a template and queued by the plugin, then delivered
+    /// over SMTP to a local sink (0 skips it).
+    #[arg(long, default_value_t = 10_000)]
+    pub plugin_messages: usize,
     /// Run the events and forum phases on PostgreSQL: an admin URL under
     /// which each server gets a new database owned by a new ordinary role
     /// (dropped afterwards), as the tests do.
@@ -556,6 +562,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.messages > 0 {
         outbox::run(args.messages, args.postgres.as_deref()).await?;
+    }
+    if args.plugin_messages > 0 {
+        messaging::run(args.plugin_messages, args.postgres.as_deref()).await?;
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ mod isolation;
 mod llm;
 mod llm_keys;
 mod llm_plugin;
+mod messaging;
 mod metering;
 mod ops;
 mod outbox;

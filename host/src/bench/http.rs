@@ -38,6 +38,22 @@ impl Conn {
         bearer: Option<&str>,
         body: Option<&serde_json::Value>,
     ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let bytes = match body {
+            Some(json) => Some(("application/json", Bytes::from(serde_json::to_vec(json)?))),
+            None => None,
+        };
+        self.send_bytes(method, path, bearer, bytes).await
+    }
+
+    /// Sends one request with a body of `content_type` (a CSV upload) and
+    /// reads the whole answer.
+    pub async fn send_bytes(
+        &mut self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<(&str, Bytes)>,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
         let mut req = hyper::Request::builder()
             .method(method)
             .uri(path)
@@ -46,9 +62,9 @@ impl Conn {
             req = req.header("authorization", format!("Bearer {key}"));
         }
         let bytes = match body {
-            Some(json) => {
-                req = req.header("content-type", "application/json");
-                Bytes::from(serde_json::to_vec(json)?)
+            Some((content_type, bytes)) => {
+                req = req.header("content-type", content_type);
+                bytes
             }
             None => Bytes::new(),
         };
