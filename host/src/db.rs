@@ -416,6 +416,19 @@ impl Db {
         Ok(ReadTx::Sqlx(self.begin(scope, Mode::Read).await?))
     }
 
+    /// Whether a poller has anything to claim, asked without the write
+    /// lock: on a SQLite file, `probe` (a `SELECT 1 … LIMIT 1`) runs on an
+    /// in-thread read connection, so an idle poll never makes a writer wait
+    /// for the gate. Elsewhere (PostgreSQL: claims skip locked rows and
+    /// block no one) it answers true without a query.
+    pub async fn may_claim(&self, probe: Stmt) -> Result<bool> {
+        let Some(readers) = &self.readers else {
+            return Ok(true);
+        };
+        let mut read = readers.lend()?;
+        Ok(!read.fetch_all(probe).await?.is_empty())
+    }
+
     /// True when the PostgreSQL role bypasses row-level security (superuser
     /// or BYPASSRLS), so the second wall would not hold.
     pub async fn rls_bypassed(&self) -> Result<bool> {

@@ -60,6 +60,7 @@ fn admin_pg_url() -> String {
 /// (test skipped) when PostgreSQL is not reachable outside CI.
 pub async fn create_pg_db() -> Option<PgDb> {
     use sqlx::Connection;
+    install_tls();
     let admin_url = admin_pg_url();
     let mut conn = match sqlx::PgConnection::connect(&admin_url).await {
         Ok(c) => c,
@@ -108,6 +109,13 @@ impl PgDb {
     }
 }
 
+/// Installs ring as the process's one rustls provider (reqwest and sqlx
+/// are built without one); every entry point of the suite calls it, so a
+/// test passes when run alone too.
+pub fn install_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Starts a server on `engine`; `None` if that engine is unavailable here.
 pub async fn start(engine: Engine) -> Option<Server> {
     start_with(engine, |_| {}).await
@@ -115,7 +123,7 @@ pub async fn start(engine: Engine) -> Option<Server> {
 
 /// Starts a server with a config adjusted by `tweak`.
 pub async fn start_with(engine: Engine, tweak: impl FnOnce(&mut Config)) -> Option<Server> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    install_tls();
     // WEFT_LOG=info shows the server's log under `--nocapture`.
     if let Ok(filter) = std::env::var("WEFT_LOG") {
         let _ = tracing_subscriber::fmt()
@@ -460,6 +468,7 @@ pub async fn spawn_serve(
     env: &[(&str, &str)],
 ) -> (std::process::Child, String, Vec<String>) {
     use std::io::BufRead;
+    install_tls();
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_weft"));
     command
         .arg("serve")

@@ -130,6 +130,12 @@ impl WriteGate {
 }
 
 impl GateState {
+    /// Commits the open group, if any (its members learn the outcome), so
+    /// that the holder of the gate starts with no transaction open.
+    pub fn commit_open_group(&mut self) {
+        let _ = self.commit_group();
+    }
+
     /// Commits the open transaction, if any, and tells every member.
     fn commit_group(&mut self) -> Result<(), sqlx::Error> {
         if self.group.is_empty() {

@@ -63,6 +63,13 @@ async fn claim(app: &App, limit: u32) -> Result<Vec<Claimed>, db::Error> {
         Engine::Postgres => " FOR UPDATE SKIP LOCKED",
         Engine::Sqlite => "",
     };
+    let probe = Stmt::new(
+        "SELECT 1 FROM deliveries WHERE state = 'pending' AND next_attempt_at <= $1 LIMIT 1",
+    )
+    .bind(now);
+    if !app.db.may_claim(probe).await? {
+        return Ok(Vec::new());
+    }
     let mut tx = app.db.begin(Scope::Platform, Mode::Write).await?;
     let rows: Vec<ClaimedRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = $1, updated_at = $2 \

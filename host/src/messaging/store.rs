@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{Channel, Content};
-use crate::db::{self, Db, Engine, Mode, Scope};
+use crate::db::{self, Db, Engine, Exec, Mode, Scope, Stmt};
 use crate::ids::{TenantId, now_ms};
 use crate::metering::UsageEvent;
 
@@ -176,31 +176,41 @@ pub async fn claim(db: &Db, lease_ms: u64, limit: u32) -> Result<Vec<Claimed>, d
         Engine::Postgres => " FOR UPDATE SKIP LOCKED",
         Engine::Sqlite => "",
     };
-    let mut tx = db.begin(Scope::Platform, Mode::Write).await?;
-    let rows: Vec<(String, String, String, String, String, i64)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "UPDATE outbox_messages SET attempts = attempts + 1, next_attempt_at = $1, updated_at = $2 \
-             WHERE id IN (SELECT id FROM outbox_messages WHERE status = 'queued' AND next_attempt_at <= $2 \
-             ORDER BY next_attempt_at LIMIT $3{lock}) \
-             RETURNING id, tenant_id, plugin, channel, content, CAST(attempts AS BIGINT)"
-        )))
-        .bind(lease_until)
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await?;
+    let probe = Stmt::new(
+        "SELECT 1 FROM outbox_messages WHERE status = 'queued' AND next_attempt_at <= $1 LIMIT 1",
+    )
+    .bind(now);
+    if !db.may_claim(probe).await? {
+        return Ok(Vec::new());
+    }
+    let claim = Stmt::new(format!(
+        "UPDATE outbox_messages SET attempts = attempts + 1, next_attempt_at = $1, updated_at = $2 \
+         WHERE id IN (SELECT id FROM outbox_messages WHERE status = 'queued' AND next_attempt_at <= $2 \
+         ORDER BY next_attempt_at LIMIT $3{lock}) \
+         RETURNING id, tenant_id, plugin, channel, content, CAST(attempts AS BIGINT)"
+    ))
+    .bind(lease_until)
+    .bind(now)
+    .bind(i64::from(limit));
+    // On SQLite the in-thread connection: no thread hop per statement.
+    let mut tx = db.begin_unit(Scope::Platform).await?;
+    let rows = tx.fetch_all(claim).await?;
     tx.commit().await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, tenant, plugin, channel, content, attempts)| Claimed {
-            id,
-            tenant: TenantId::from_raw(tenant),
-            plugin,
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in rows {
+        let channel: String = row.get(3)?;
+        let content: String = row.get(4)?;
+        let attempts: i64 = row.get(5)?;
+        claimed.push(Claimed {
+            id: row.get(0)?,
+            tenant: TenantId::from_raw(row.get::<String>(1)?),
+            plugin: row.get(2)?,
             channel: Channel::parse(&channel).unwrap_or(Channel::Email),
             content: serde_json::from_str(&content).ok(),
             attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-        })
-        .collect())
+        });
+    }
+    Ok(claimed)
 }
 
 /// How one attempt ended.
@@ -229,7 +239,9 @@ pub async fn record(
     outcome: &Outcome,
 ) -> Result<(), db::Error> {
     let now = now_ms();
-    let mut tx = db.begin(Scope::Tenant(&msg.tenant), Mode::Write).await?;
+    // A unit's transaction: on SQLite the in-thread connection, and the
+    // records of workers that finish together commit together.
+    let mut tx = db.begin_unit(Scope::Tenant(&msg.tenant)).await?;
     let (status, provider_id, error, next, kind) = match outcome {
         Outcome::Sent {
             provider_id,
@@ -261,7 +273,7 @@ pub async fn record(
     };
     // Only the worker holding the claim records (a message replayed or
     // re-claimed meanwhile has moved on).
-    let changed = sqlx::query(
+    let update = Stmt::new(
         "UPDATE outbox_messages SET status = $3, provider = $4, provider_id = COALESCE($5, provider_id), \
          last_error = $6, next_attempt_at = $7, updated_at = $8 \
          WHERE tenant_id = $1 AND id = $2 AND status = 'queued' AND attempts = $9",
@@ -274,17 +286,16 @@ pub async fn record(
     .bind(error)
     .bind(next)
     .bind(now)
-    .bind(i64::from(msg.attempts))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    .bind(i64::from(msg.attempts));
+    let changed = tx.execute(update).await?;
     if changed == 0 {
-        tx.rollback().await?;
+        // Nothing was written: the commit only ends the transaction.
+        tx.commit().await?;
         return Ok(());
     }
     // Numbered through the message's whole history: a replay starts its
     // attempts again, the log goes on.
-    sqlx::query(
+    let attempt = Stmt::new(
         "INSERT INTO outbox_attempts (message_id, tenant_id, attempt, provider, outcome, detail, at) \
          SELECT $1, $2, COALESCE(MAX(attempt), 0) + 1, $3, $4, $5, $6 FROM outbox_attempts WHERE message_id = $1",
     )
@@ -293,9 +304,8 @@ pub async fn record(
     .bind(provider)
     .bind(kind)
     .bind(error)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
+    .bind(now);
+    tx.execute(attempt).await?;
     if let Outcome::Sent { .. } = outcome {
         match (&msg.content, provider) {
             (
@@ -308,7 +318,7 @@ pub async fn record(
                 }),
                 "in_app",
             ) => {
-                sqlx::query(
+                let copy = Stmt::new(
                     "INSERT INTO notifications (id, tenant_id, user_id, title, body, link, data, created_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
                 )
@@ -319,12 +329,11 @@ pub async fn record(
                 .bind(body.as_str())
                 .bind(link.as_deref())
                 .bind(data.to_string())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+                .bind(now);
+                tx.execute(copy).await?;
             }
             (Some(content), "dev") => {
-                sqlx::query(
+                let copy = Stmt::new(
                     "INSERT INTO dev_inbox (message_id, tenant_id, channel, recipient, content, at) \
                      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (message_id) DO NOTHING",
                 )
@@ -333,9 +342,8 @@ pub async fn record(
                 .bind(msg.channel.as_str())
                 .bind(content.recipient())
                 .bind(serde_json::to_string(content).unwrap_or_default())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+                .bind(now);
+                tx.execute(copy).await?;
             }
             _ => {}
         }

@@ -22,7 +22,7 @@ const SUBSCRIBERS: usize = 10_000;
 const PER_IMPORT: usize = 1_000;
 
 async fn kill_mid_batch(engine: Engine) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    common::install_tls();
     let dir = tempfile::tempdir().expect("tempdir");
     let pg = match engine {
         Engine::Sqlite => None,
