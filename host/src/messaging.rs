@@ -149,7 +149,15 @@ pub struct Messaging {
     config: MessagingConfig,
     providers: providers::Providers,
     wake: Notify,
+    /// Each tenant's plan as last read, for [`PLAN_TTL`]: a batch of sends
+    /// need not read it once per message.
+    plans:
+        std::sync::Mutex<std::collections::HashMap<String, (Option<String>, std::time::Instant)>>,
 }
+
+/// How long a tenant's plan is trusted for its message quotas (a plan
+/// change reaches sends within this time).
+const PLAN_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Messaging {
     pub fn new(
@@ -164,6 +172,7 @@ impl Messaging {
             billing,
             config,
             wake: Notify::new(),
+            plans: Default::default(),
         }
     }
 
@@ -295,19 +304,6 @@ impl Messaging {
         key: &str,
     ) -> Result<String, SendError> {
         let tenant = owner.tenant.as_str();
-        if let Some(row) = tx
-            .fetch_optional(
-                Stmt::new(
-                    "SELECT id FROM outbox_messages WHERE tenant_id = $1 AND plugin = $2 AND idempotency_key = $3",
-                )
-                .bind(tenant)
-                .bind(owner.plugin)
-                .bind(key),
-            )
-            .await?
-        {
-            return Ok(row.get(0)?);
-        }
         let channel = content.channel();
         if let Content::InApp { user, .. } = content {
             let found = tx
@@ -331,39 +327,86 @@ impl Messaging {
                 channel.as_str()
             )));
         }
-        self.count(tx, tenant, channel).await?;
+        // Two statements for a new message: the counters (counted first,
+        // so a refused message writes nothing), then the row, which a key
+        // already used leaves alone; that rarer case takes the count back
+        // and answers the first message's id.
+        let windows = match self.count(tx, tenant, channel).await {
+            Ok(windows) => windows,
+            // Past a limit, a key already used still answers its message.
+            Err(refusal @ (SendError::QuotaExceeded(_) | SendError::RateLimited(_))) => {
+                return match Self::first_with_key(tx, owner, key).await? {
+                    Some(id) => Ok(id),
+                    None => Err(refusal),
+                };
+            }
+            Err(other) => return Err(other),
+        };
         let id = uuid::Uuid::now_v7().to_string();
         let now = now_ms();
         let body =
             serde_json::to_string(content).map_err(|e| SendError::InvalidRequest(e.to_string()))?;
-        tx.execute(
-            Stmt::new(
-                "INSERT INTO outbox_messages (id, tenant_id, plugin, idempotency_key, channel, recipient, content, status, attempts, next_attempt_at, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 0, $8, $8, $8)",
+        let inserted = tx
+            .execute(
+                Stmt::new(
+                    "INSERT INTO outbox_messages (id, tenant_id, plugin, idempotency_key, channel, recipient, content, status, attempts, next_attempt_at, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 0, $8, $8, $8) \
+                     ON CONFLICT (tenant_id, plugin, idempotency_key) DO NOTHING",
+                )
+                .bind(id.as_str())
+                .bind(tenant)
+                .bind(owner.plugin)
+                .bind(key)
+                .bind(channel.as_str())
+                .bind(content.recipient())
+                .bind(body)
+                .bind(now),
             )
-            .bind(id.as_str())
-            .bind(tenant)
-            .bind(owner.plugin)
-            .bind(key)
-            .bind(channel.as_str())
-            .bind(content.recipient())
-            .bind(body)
-            .bind(now),
-        )
-        .await?;
-        Ok(id)
+            .await?;
+        if inserted == 1 {
+            return Ok(id);
+        }
+        Self::uncount(tx, tenant, channel, &windows).await?;
+        match Self::first_with_key(tx, owner, key).await? {
+            Some(id) => Ok(id),
+            None => Err(SendError::from(sqlx::Error::Protocol(
+                "an outbox key conflicted with no message".into(),
+            ))),
+        }
     }
 
-    /// Counts one message against the tenant's per-minute and per-day
-    /// limits of `channel`, or refuses it.
-    async fn count(
-        &self,
+    /// The id of the message `owner`'s plugin queued with `key`, if any.
+    async fn first_with_key(
         tx: &mut impl Exec,
-        tenant: &str,
-        channel: Channel,
-    ) -> Result<(), SendError> {
-        let mut limit = self.config.limits.of(channel);
-        // The tenant's plan (the default plan until it has an account).
+        owner: Owner<'_>,
+        key: &str,
+    ) -> Result<Option<String>, SendError> {
+        let row = tx
+            .fetch_optional(
+                Stmt::new(
+                    "SELECT id FROM outbox_messages WHERE tenant_id = $1 AND plugin = $2 AND idempotency_key = $3",
+                )
+                .bind(owner.tenant.as_str())
+                .bind(owner.plugin)
+                .bind(key),
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)).transpose()?)
+    }
+
+    /// The plan of `tenant` (`None`: no account yet), read in `tx` at most
+    /// once per [`PLAN_TTL`].
+    async fn plan_of(&self, tx: &mut impl Exec, tenant: &str) -> Result<Option<String>, SendError> {
+        let cached = self
+            .plans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tenant)
+            .filter(|(_, at)| at.elapsed() < PLAN_TTL)
+            .map(|(plan, _)| plan.clone());
+        if let Some(plan) = cached {
+            return Ok(plan);
+        }
         let plan: Option<String> = tx
             .fetch_optional(
                 Stmt::new("SELECT plan FROM billing_accounts WHERE tenant_id = $1").bind(tenant),
@@ -371,6 +414,26 @@ impl Messaging {
             .await?
             .map(|row| row.get(0))
             .transpose()?;
+        let mut plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
+        if plans.len() > 10_000 {
+            plans.clear();
+        }
+        plans.insert(tenant.to_owned(), (plan.clone(), std::time::Instant::now()));
+        Ok(plan)
+    }
+
+    /// Counts one message against the tenant's per-minute and per-day
+    /// limits of `channel` (one upsert that returns the new counts), or
+    /// takes the count back and refuses it. Returns the windows counted.
+    async fn count(
+        &self,
+        tx: &mut impl Exec,
+        tenant: &str,
+        channel: Channel,
+    ) -> Result<[String; 2], SendError> {
+        let mut limit = self.config.limits.of(channel);
+        // The tenant's plan (the default plan until it has an account).
+        let plan = self.plan_of(tx, tenant).await?;
         let plan = self.billing.plan_or_default(
             plan.as_deref()
                 .unwrap_or(&self.billing.config().default_plan),
@@ -384,7 +447,9 @@ impl Messaging {
         let rows = tx
             .fetch_all(
                 Stmt::new(
-                    "SELECT win, CAST(count AS BIGINT) FROM outbox_counters WHERE tenant_id = $1 AND channel = $2 AND win IN ($3, $4)",
+                    "INSERT INTO outbox_counters (tenant_id, channel, win, count) VALUES ($1, $2, $3, 1), ($1, $2, $4, 1) \
+                     ON CONFLICT (tenant_id, channel, win) DO UPDATE SET count = outbox_counters.count + 1 \
+                     RETURNING win, CAST(count AS BIGINT)",
                 )
                 .bind(tenant)
                 .bind(channel.as_str())
@@ -392,35 +457,48 @@ impl Messaging {
                 .bind(minute.as_str()),
             )
             .await?;
+        let windows = [day, minute];
         for row in rows {
             let win: String = row.get(0)?;
             let count: i64 = row.get(1)?;
             let count = u64::try_from(count).unwrap_or(0);
-            if win == day && count >= limit.per_day {
-                return Err(SendError::QuotaExceeded(format!(
+            let refusal = if win == windows[0] && count > limit.per_day {
+                SendError::QuotaExceeded(format!(
                     "the tenant's {} quota of {} messages a day (plan {}) is used up",
                     channel.as_str(),
                     limit.per_day,
                     plan.id
-                )));
-            }
-            if win == minute && count >= limit.per_minute {
-                return Err(SendError::RateLimited(format!(
+                ))
+            } else if win == windows[1] && count > limit.per_minute {
+                SendError::RateLimited(format!(
                     "more than {} {} messages a minute; retry later",
                     limit.per_minute,
                     channel.as_str()
-                )));
-            }
+                ))
+            } else {
+                continue;
+            };
+            Self::uncount(tx, tenant, channel, &windows).await?;
+            return Err(refusal);
         }
+        Ok(windows)
+    }
+
+    /// Takes back one message counted in `windows`.
+    async fn uncount(
+        tx: &mut impl Exec,
+        tenant: &str,
+        channel: Channel,
+        windows: &[String; 2],
+    ) -> Result<(), SendError> {
         tx.execute(
             Stmt::new(
-                "INSERT INTO outbox_counters (tenant_id, channel, win, count) VALUES ($1, $2, $3, 1), ($1, $2, $4, 1) \
-                 ON CONFLICT (tenant_id, channel, win) DO UPDATE SET count = outbox_counters.count + 1",
+                "UPDATE outbox_counters SET count = count - 1 WHERE tenant_id = $1 AND channel = $2 AND win IN ($3, $4)",
             )
             .bind(tenant)
             .bind(channel.as_str())
-            .bind(day.as_str())
-            .bind(minute.as_str()),
+            .bind(windows[0].as_str())
+            .bind(windows[1].as_str()),
         )
         .await?;
         Ok(())
