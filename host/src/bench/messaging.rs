@@ -59,7 +59,7 @@ pub async fn run(messages: usize, postgres: Option<&str>) -> anyhow::Result<()> 
         Method::PUT,
         "/v1/tenants/bench/plugins/messaging",
         Some(&key),
-        Some(&json!({"enabled": true, "settings": {"public_url": "https://bench.example/t/bench/p/messaging", "batch_chunk": 500}})),
+        Some(&json!({"enabled": true, "settings": {"public_url": "https://bench.example/t/bench/p/messaging", "batch_chunk": 2000}})),
     )
     .await?;
     conn.json(

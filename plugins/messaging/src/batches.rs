@@ -207,7 +207,7 @@ pub fn on_chunk(payload: &str) -> std::result::Result<(), HandlerError> {
     let size: i64 = config::get("batch_chunk")
         .map_err(|e| HandlerError::Retry(e.to_string()))?
         .unwrap_or(100);
-    let size = size.clamp(1, 500) as u32;
+    let size = size.clamp(1, 2_000) as u32;
     let template = match crate::store::template(&batch.template).map_err(retry)? {
         Some(t) => t,
         None => {
