@@ -111,6 +111,73 @@ pub fn contact_of(recipient: &Recipient) -> Result<Option<Contact>> {
 }
 
 /// The suppressions among the keys this job could be stopped by.
+/// Suppressions read ahead for a run of sends (a batch chunk): every
+/// key under `prefixes` is in `found` or absent, so those keys need no
+/// lookup of their own.
+#[derive(Debug, Default)]
+struct Prefetched {
+    prefixes: Vec<String>,
+    found: HashSet<String>,
+}
+
+thread_local! {
+    // A call runs in an instance of its own, one thread; a chunk sets this
+    // before its sends and clears it after.
+    static PREFETCHED: std::cell::RefCell<Option<Prefetched>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Keys read per prefix at most; a prefix with more (a tenant with many
+/// unsubscribes) keeps one lookup per key.
+const PREFETCH_MAX: usize = 2_000;
+
+/// Reads every suppression under each of `prefixes` that has at most
+/// [`PREFETCH_MAX`], so the sends that follow (until [`forget_prefetched`])
+/// look those keys up in memory.
+pub fn prefetch_suppressions(prefixes: &[String]) -> Result<()> {
+    let mut pre = Prefetched::default();
+    'prefixes: for prefix in prefixes {
+        let mut keys = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = kv::list_prefix(prefix, cursor.as_deref(), 1_000)?;
+            keys.extend(page.entries.into_iter().map(|e| e.key));
+            if keys.len() > PREFETCH_MAX {
+                continue 'prefixes;
+            }
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        pre.prefixes.push(prefix.clone());
+        pre.found.extend(keys);
+    }
+    PREFETCHED.with(|p| *p.borrow_mut() = Some(pre));
+    Ok(())
+}
+
+/// Ends what [`prefetch_suppressions`] read.
+pub fn forget_prefetched() {
+    PREFETCHED.with(|p| *p.borrow_mut() = None);
+}
+
+/// Whether `key` is suppressed: from the prefetched keys when its prefix
+/// was read ahead, else looked up.
+fn is_suppressed(key: &str) -> Result<bool> {
+    let known = PREFETCHED.with(|p| {
+        p.borrow().as_ref().and_then(|pre| {
+            pre.prefixes
+                .iter()
+                .any(|prefix| key.starts_with(prefix.as_str()))
+                .then(|| pre.found.contains(key))
+        })
+    });
+    match known {
+        Some(found) => Ok(found),
+        None => Ok(kv::get(key)?.is_some()),
+    }
+}
+
 fn suppressions(job: &Job, contact: Option<&Contact>) -> Result<HashSet<String>> {
     let mut found = HashSet::new();
     let scopes: Vec<&str> = std::iter::once("all").chain(job.scope.as_deref()).collect();
@@ -119,7 +186,7 @@ fn suppressions(job: &Job, contact: Option<&Contact>) -> Result<HashSet<String>>
         for subject in fanout::subjects(&job.recipient, contact, *channel) {
             for scope in &scopes {
                 let key = fanout::suppression_key(scope, &subject);
-                if asked.insert(key.clone()) && kv::get(&key)?.is_some() {
+                if asked.insert(key.clone()) && is_suppressed(&key)? {
                     found.insert(key);
                 }
             }

@@ -213,5 +213,42 @@ both_engines_with!(
             .expect("import");
         let body: Value = resp.json().await.expect("json");
         assert_eq!(body["kept_unsubscribed"], 1, "{body}");
+
+        // Cy unsubscribes from everything through a one-off email's link
+        // (not the list's): still confirmed on the list, yet the next
+        // issue skips him (the chunk reads its suppressions ahead).
+        let (status, body) = s
+            .post(
+                &m(&t, "/send"),
+                Some(&t.api_key),
+                json!({"recipient": "cy@example.org", "channels": ["email"],
+                       "template": "issue", "key": "one-off",
+                       "data": {"number": 0, "subscriber": {"name": "Cy", "data": {}}}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let got = accepted(&smtp, 9).await;
+        let one_off = got
+            .iter()
+            .rev()
+            .find(|e| e.rcpt_to == ["cy@example.org"])
+            .expect("cy's one-off");
+        let (status, _) =
+            post_url(s, &unsubscribe_url(one_off), "List-Unsubscribe=One-Click").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(subscribers(s, &t, "?status=confirmed").await.len(), 3);
+        let (_, batch) = s
+            .post(
+                &m(&t, "/lists/news/sends"),
+                Some(&t.api_key),
+                json!({"template": "issue", "data": {"number": 3}}),
+            )
+            .await;
+        let done = batch_done(s, &t, batch["id"].as_str().expect("id")).await;
+        assert_eq!(
+            (done["queued"].as_i64(), done["skipped"].as_i64()),
+            (Some(2), Some(1)),
+            "{done}"
+        );
     }
 );
