@@ -180,6 +180,16 @@ impl UnitTx {
             UnitTx::Direct(tx) => tx.commit().await,
         }
     }
+
+    /// Commits without waiting where the engine allows: on SQLite's direct
+    /// connection the writes commit with the next unit, within a few
+    /// milliseconds ([`DirectTx::commit_soon`]); elsewhere at once.
+    pub async fn commit_soon(self) -> Result<(), sqlx::Error> {
+        match self {
+            UnitTx::Sqlx(tx) => tx.commit().await,
+            UnitTx::Direct(tx) => tx.commit_soon(),
+        }
+    }
 }
 
 impl Exec for UnitTx {

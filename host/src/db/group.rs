@@ -246,6 +246,49 @@ impl DirectTx {
     }
 }
 
+impl DirectTx {
+    /// Ends the unit without waiting for a commit: its writes stay in the
+    /// open transaction, visible to the units that follow on this
+    /// connection, and commit with the next unit that commits, or after
+    /// [`MAX_AGE`] by a timer. For writes whose only reader until then is
+    /// the same request (the gateway's credit hold, settled moments later):
+    /// one commit instead of two. A crash before the commit loses them, as
+    /// it would lose the request itself.
+    pub fn commit_soon(mut self) -> Result<(), sqlx::Error> {
+        let Some(mut gate) = self.gate.take() else {
+            return Err(protocol("the unit has ended"));
+        };
+        let released = match gate.conn.as_mut() {
+            Some(conn) => conn.execute_batch("RELEASE weft_unit"),
+            None => Err(protocol("the direct connection is gone")),
+        };
+        if let Err(err) = released {
+            gate.fail_group("a unit of the group could not be released");
+            return Err(err);
+        }
+        if gate.group.len() + 1 >= MAX_GROUP || gate.began.is_some_and(|t| t.elapsed() >= MAX_AGE) {
+            return gate.commit();
+        }
+        // A member nobody listens to: it keeps the group (and so the
+        // transaction) open until someone commits it.
+        let (member, _unheard) = oneshot::channel();
+        gate.group.push(member);
+        let generation = gate.generation;
+        drop(gate);
+        let write_gate = self.write_gate.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(MAX_AGE).await;
+            let mut gate = write_gate.mutex.clone().lock_owned().await;
+            if gate.generation == generation
+                && let Err(err) = gate.commit_group()
+            {
+                tracing::warn!(%err, "a deferred commit failed");
+            }
+        });
+        Ok(())
+    }
+}
+
 impl Drop for DirectTx {
     fn drop(&mut self) {
         // Runs right here, in this thread, before the gate opens.

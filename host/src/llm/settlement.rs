@@ -294,7 +294,10 @@ impl Gateway {
             .bind(now),
         )
         .await?;
-        tx.commit().await?;
+        // The hold matters to this request's settlement and to writers
+        // after it on the same connection, which see it uncommitted: it
+        // commits with the settlement when the provider answers quickly.
+        tx.commit_soon().await?;
         Ok(Held {
             call_id,
             task: ask.task.to_owned(),
