@@ -14,8 +14,6 @@ use serde_json::{Value, json};
 use weft_msg_wire::fake::FakeSmtp;
 
 use super::{BenchServer, http};
-use crate::messaging::ProviderSettings;
-use crate::messaging::config::{Limit, SmtpTlsMode};
 use crate::tenancy::Role;
 
 const PER_IMPORT: usize = 2_000;
@@ -32,18 +30,7 @@ pub async fn run(messages: usize, postgres: Option<&str>) -> anyhow::Result<()> 
     let sink = FakeSmtp::start().await.without_recording();
     let addr = sink.addr();
     let server = BenchServer::start_with(2, true, postgres, move |c| {
-        c.messaging.email = Some(ProviderSettings::Smtp {
-            host: addr.ip().to_string(),
-            port: addr.port(),
-            tls: SmtpTlsMode::None,
-            username: None,
-            password: None,
-            from: "Bench News <news@bench.example>".into(),
-        });
-        c.messaging.limits.email = Limit {
-            per_minute: u64::MAX,
-            per_day: u64::MAX,
-        };
+        super::outbox::deliver_to_sink(c, addr, "Bench News <news@bench.example>");
         c.events.poll_ms = 20;
     })?;
     let engine = if postgres.is_some() {
@@ -129,14 +116,7 @@ pub async fn run(messages: usize, postgres: Option<&str>) -> anyhow::Result<()> 
     let queued = started.elapsed();
     let count = done["queued"].as_u64().unwrap_or(0) as usize;
     anyhow::ensure!(count == messages, "queued {count} of {messages}: {done}");
-    while sink.accepted_count() < messages {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "only {} of {messages} emails reached the sink",
-            sink.accepted_count()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    super::outbox::until_sink_has(&sink, messages, deadline).await?;
     let delivered = started.elapsed();
     let queued_rate = messages as f64 / queued.as_secs_f64();
     let delivered_rate = messages as f64 / delivered.as_secs_f64();

@@ -37,24 +37,50 @@ fn call_body(c: usize, i: usize) -> Value {
     })
 }
 
+/// The platform's email provider is the local SMTP sink at `addr`, with
+/// no limits on email.
+pub(super) fn deliver_to_sink(
+    c: &mut crate::config::Config,
+    addr: std::net::SocketAddr,
+    from: &str,
+) {
+    c.messaging.email = Some(ProviderSettings::Smtp {
+        host: addr.ip().to_string(),
+        port: addr.port(),
+        tls: SmtpTlsMode::None,
+        username: None,
+        password: None,
+        from: from.into(),
+    });
+    c.messaging.limits.email = Limit {
+        per_minute: u64::MAX,
+        per_day: u64::MAX,
+    };
+}
+
+/// Waits until `sink` has accepted `count` emails; an error past `deadline`.
+pub(super) async fn until_sink_has(
+    sink: &FakeSmtp,
+    count: usize,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    while sink.accepted_count() < count {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {} of {count} emails reached the sink",
+            sink.accepted_count()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
 /// Queues about `messages` emails and waits until the sink has them all.
 pub async fn run(messages: usize, postgres: Option<&str>) -> anyhow::Result<()> {
     let sink = FakeSmtp::start().await.without_recording();
     let addr = sink.addr();
     let server = BenchServer::start_with(2, true, postgres, move |c| {
-        c.messaging.email = Some(ProviderSettings::Smtp {
-            host: addr.ip().to_string(),
-            port: addr.port(),
-            tls: SmtpTlsMode::None,
-            username: None,
-            password: None,
-            from: "Bench Shop <noreply@bench.example>".into(),
-        });
-        let unlimited = Limit {
-            per_minute: u64::MAX,
-            per_day: u64::MAX,
-        };
-        c.messaging.limits.email = unlimited;
+        deliver_to_sink(c, addr, "Bench Shop <noreply@bench.example>");
     })?;
     let engine = if postgres.is_some() {
         "PostgreSQL"
@@ -94,14 +120,7 @@ pub async fn run(messages: usize, postgres: Option<&str>) -> anyhow::Result<()> 
     }
     let queued = started.elapsed();
     let deadline = Instant::now() + Duration::from_secs(600);
-    while sink.accepted_count() < total {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "only {} of {total} emails reached the sink",
-            sink.accepted_count()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until_sink_has(&sink, total, deadline).await?;
     let delivered = started.elapsed();
     let queued_rate = total as f64 / queued.as_secs_f64();
     let delivered_rate = total as f64 / delivered.as_secs_f64();

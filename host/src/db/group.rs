@@ -199,15 +199,9 @@ pub struct DirectTx {
 }
 
 impl DirectTx {
-    pub fn conn(&mut self) -> Result<&mut DirectConn, sqlx::Error> {
-        self.gate
-            .as_mut()
-            .and_then(|g| g.conn.as_mut())
-            .ok_or_else(|| protocol("the direct connection is gone"))
-    }
-
-    /// Commits the unit: at once, or with the group it joins.
-    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+    /// Ends the unit's savepoint, keeping its writes in the open
+    /// transaction, and hands over the gate (a failure fails the group).
+    fn release(&mut self) -> Result<Gate, sqlx::Error> {
         let Some(mut gate) = self.gate.take() else {
             return Err(protocol("the unit has ended"));
         };
@@ -219,6 +213,19 @@ impl DirectTx {
             gate.fail_group("a unit of the group could not be released");
             return Err(err);
         }
+        Ok(gate)
+    }
+
+    pub fn conn(&mut self) -> Result<&mut DirectConn, sqlx::Error> {
+        self.gate
+            .as_mut()
+            .and_then(|g| g.conn.as_mut())
+            .ok_or_else(|| protocol("the direct connection is gone"))
+    }
+
+    /// Commits the unit: at once, or with the group it joins.
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        let mut gate = self.release()?;
         let waiting = self.write_gate.waiting.load(Ordering::SeqCst);
         if !gate.keep_open(waiting) {
             return gate.commit();
@@ -255,17 +262,7 @@ impl DirectTx {
     /// one commit instead of two. A crash before the commit loses them, as
     /// it would lose the request itself.
     pub fn commit_soon(mut self) -> Result<(), sqlx::Error> {
-        let Some(mut gate) = self.gate.take() else {
-            return Err(protocol("the unit has ended"));
-        };
-        let released = match gate.conn.as_mut() {
-            Some(conn) => conn.execute_batch("RELEASE weft_unit"),
-            None => Err(protocol("the direct connection is gone")),
-        };
-        if let Err(err) = released {
-            gate.fail_group("a unit of the group could not be released");
-            return Err(err);
-        }
+        let mut gate = self.release()?;
         if gate.group.len() + 1 >= MAX_GROUP || gate.began.is_some_and(|t| t.elapsed() >= MAX_AGE) {
             return gate.commit();
         }

@@ -116,49 +116,21 @@ pub fn is_user_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// `local@domain`, the shape the outbox accepts (checked here first, so a
-/// fan-out refuses bad input before it queues anything).
-pub fn check_email(address: &str) -> Result<(), String> {
-    let bad = || Err(format!("{address:?} is not an email address"));
-    if address.len() > 254 {
-        return bad();
-    }
-    let Some((local, domain)) = address.rsplit_once('@') else {
-        return bad();
-    };
-    let local_ok = !local.is_empty()
-        && local.len() <= 64
-        && !local.starts_with('.')
-        && !local.ends_with('.')
-        && !local.contains("..")
-        && local
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&b));
-    let labels: Vec<&str> = domain.split('.').collect();
-    let domain_ok = labels.len() >= 2
-        && labels.iter().all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        });
-    if local_ok && domain_ok { Ok(()) } else { bad() }
-}
+/// `local@domain`: the outbox's own rule, checked here first so a
+/// fan-out refuses bad input before it queues anything.
+pub use weft_addr::check_email;
 
-/// `+` and 8-15 digits, not starting with 0.
+/// The outbox's E.164 rule, and at least 8 digits: shorter numbers pass
+/// the protocol check but reach no phone, so a fan-out refuses them.
 pub fn check_e164(number: &str) -> Result<(), String> {
-    let digits = number.strip_prefix('+').unwrap_or("");
-    let ok = (8..=15).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
+    weft_addr::check_e164(number)?;
+    let digits = number.len() - 1;
+    if digits < 8 {
+        return Err(format!(
             "{number:?} is not an E.164 phone number (like +14155550100)"
-        ))
+        ));
     }
+    Ok(())
 }
 
 /// A user's contact record.
