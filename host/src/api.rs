@@ -8,6 +8,7 @@ mod error;
 mod events;
 mod extract;
 mod gateway;
+mod library;
 mod llm;
 mod messaging;
 mod openapi;
@@ -42,6 +43,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(billing::router())
         .merge(llm::router())
         .merge(messaging::router())
+        .merge(library::router())
         .merge(events::router())
         .merge(uploads)
         .merge(gateway::router())

@@ -15,6 +15,7 @@ use crate::db::Db;
 use crate::events::Events;
 use crate::ids::TenantId;
 use crate::jobs::scheduler::Scheduler;
+use crate::library::Library;
 use crate::llm::Gateway;
 use crate::messaging::Messaging;
 use crate::metering::Meter;
@@ -43,6 +44,7 @@ pub struct App {
     pub llm: Arc<Gateway>,
     pub secrets: Arc<Secrets>,
     pub messaging: Arc<Messaging>,
+    pub library: Arc<Library>,
     tenant_cache: RwLock<HashMap<String, (Tenant, Instant)>>,
 }
 
@@ -97,6 +99,12 @@ impl App {
             services,
         )?;
         let (meter, _writer) = Meter::start(db.clone(), &config.metering);
+        let library = Arc::new(Library::new(
+            db.clone(),
+            config.library.clone(),
+            config.data_dir.clone(),
+            config.cache_dir(),
+        ));
         let app = Arc::new(Self {
             tenants: Tenants::new(db.clone()),
             users: Users::new(db.clone(), TokenSigner::new(&secret)),
@@ -112,6 +120,7 @@ impl App {
             llm,
             secrets,
             messaging,
+            library,
             db,
             config,
             tenant_cache: RwLock::new(HashMap::new()),

@@ -251,6 +251,14 @@ async fn serve(app: Arc<App>, seed: bool) -> anyhow::Result<()> {
         println!("{banner}");
     }
     app.spawn_background();
+    // The code library loads its model and indexes in the background;
+    // a search meanwhile waits for it.
+    let library = app.library.clone();
+    tokio::spawn(async move {
+        if let Err(err) = library.ready().await {
+            tracing::warn!(%err, "code library failed to load");
+        }
+    });
     let listener = tokio::net::TcpListener::bind(app.config.bind)
         .await
         .with_context(|| format!("binding {}", app.config.bind))?;

@@ -65,6 +65,8 @@ pub struct Config {
     pub billing: crate::billing::BillingConfig,
     /// The outbox: delivery, default providers, per-tenant limits.
     pub messaging: crate::messaging::MessagingConfig,
+    /// The code library: seed items, the embedding model, search settings.
+    pub library: crate::library::LibraryConfig,
     /// Seed a demo tenant, user and API key and install the bundled plugins
     /// on first start (`WEFT_SEED_DEMO`).
     pub seed_demo: bool,
@@ -187,6 +189,7 @@ impl Default for Config {
             llm: crate::llm::LlmConfig::default(),
             billing: crate::billing::BillingConfig::default(),
             messaging: crate::messaging::MessagingConfig::default(),
+            library: crate::library::LibraryConfig::default(),
             seed_demo: true,
         }
     }

@@ -20,6 +20,7 @@ pub mod events;
 pub mod idempotency;
 pub mod ids;
 pub mod jobs;
+pub mod library;
 pub mod llm;
 pub mod messaging;
 pub mod metering;

@@ -12,6 +12,7 @@ mod events;
 mod forum;
 mod hostile;
 mod isolation;
+mod library;
 mod llm;
 mod llm_keys;
 mod llm_plugin;

@@ -37,6 +37,10 @@ use crate::app::App;
         super::messaging::provider, super::messaging::set_provider, super::messaging::delete_provider,
         super::messaging::dev_outbox, super::messaging::notifications, super::messaging::read_one,
         super::messaging::read_all, super::messaging::webhook,
+        super::library::search, super::library::create, super::library::one, super::library::update,
+        super::library::remove, super::library::versions, super::library::version, super::library::diff,
+        super::library::rate, super::library::record_use, super::library::hit_rate,
+        super::library::generate, super::library::constraints, super::library::constraint, super::library::check,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -52,6 +56,7 @@ use crate::app::App;
         (name = "llm", description = "The LLM gateway: completions, estimates, embeddings, the model catalog"),
         (name = "billing", description = "Credits ledger, plans, packages, LLM usage, grants"),
         (name = "messaging", description = "The outbox: a tenant's messages and providers, the dev inbox, in-app notifications, provider status webhooks"),
+        (name = "library", description = "The code library: hybrid search, items and their versions, ratings, the library hit rate"),
     )
 )]
 struct ApiDoc;
