@@ -251,10 +251,11 @@ async fn serve(app: Arc<App>, seed: bool) -> anyhow::Result<()> {
         println!("{banner}");
     }
     app.spawn_background();
-    // The code library loads its model and indexes in the background;
-    // a search meanwhile waits for it.
+    // The code library fetches its model (first start only) and builds
+    // its indexes in the background; a search meanwhile waits for it.
     let library = app.library.clone();
     tokio::spawn(async move {
+        library.fetch_model_if_missing().await;
         if let Err(err) = library.ready().await {
             tracing::warn!(%err, "code library failed to load");
         }

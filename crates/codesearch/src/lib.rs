@@ -12,6 +12,7 @@
 
 pub mod embed;
 pub mod eval;
+pub mod extract;
 pub mod quality;
 pub mod text;
 pub mod tokenizer;

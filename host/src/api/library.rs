@@ -36,6 +36,12 @@ pub fn router() -> Router<Arc<App>> {
         .route("/v1/library/constraints", get(constraints))
         .route("/v1/library/constraints/{name}", get(constraint))
         .route("/v1/library/check", post(check))
+        .route("/v1/library/templates", get(templates))
+        .route("/v1/library/templates/{id}", get(template))
+        .route(
+            "/v1/library/templates/{id}/generate",
+            post(generate_template),
+        )
 }
 
 impl From<library::Error> for ApiError {
@@ -475,4 +481,114 @@ async fn check(
         "has_errors": report.has_errors(),
         "report": report,
     })))
+}
+
+fn template_summary(id: &str, t: &weft_templates::Template) -> Value {
+    let m = t.manifest();
+    json!({
+        "id": id,
+        "title": m.title,
+        "description": m.description,
+        "language": m.language,
+        "tags": m.tags,
+        "questions": t.questions(),
+    })
+}
+
+#[utoipa::path(get, path = "/v1/library/templates", tag = "library", security(("bearer" = [])),
+    responses((status = 200, description = "The project templates with their questions")))]
+async fn templates(State(app): State<Arc<App>>, auth: Auth) -> ApiResult<axum::Json<Value>> {
+    viewer(&auth)?;
+    let list: Vec<Value> = app
+        .library
+        .templates()
+        .iter()
+        .map(|(id, t)| template_summary(id, t))
+        .collect();
+    Ok(axum::Json(json!({ "templates": list })))
+}
+
+#[utoipa::path(get, path = "/v1/library/templates/{id}", tag = "library", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, description = "The template, its questions and its source files"), (status = 404, body = ErrorBody)))]
+async fn template(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    viewer(&auth)?;
+    let t = app
+        .library
+        .templates()
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found("not_found", "no such template"))?;
+    let mut body = template_summary(&id, t);
+    body["files"] = json!(t.source_paths().collect::<Vec<_>>());
+    Ok(axum::Json(body))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct TemplateAnswers {
+    /// Question id → answer; unanswered questions take their defaults.
+    #[serde(default)]
+    answers: serde_json::Map<String, Value>,
+}
+
+#[utoipa::path(post, path = "/v1/library/templates/{id}/generate", tag = "library", security(("bearer" = [])), params(("id" = String, Path)), request_body = TemplateAnswers,
+    responses((status = 200, description = "application/zip: the generated project", content_type = "application/zip"),
+        (status = 422, description = "Answers refused: every bad one listed under `answers`", body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn generate_template(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Json(body): Json<TemplateAnswers>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    viewer(&auth)?;
+    let t = app
+        .library
+        .templates()
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("not_found", "no such template"))?;
+    let answers = t.validate(&body.answers).map_err(|errors| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_answers",
+            errors.to_string(),
+        )
+        .with_details(json!({ "answers": errors.errors }))
+    })?;
+    let name = id.clone();
+    // Rendering and compressing are CPU work, bounded by the engine's limits.
+    let zip = tokio::task::spawn_blocking(
+        move || -> Result<(String, Vec<u8>), weft_templates::Error> {
+            let files = t.render(&answers)?;
+            let root = t.root_dir_name(&answers)?.unwrap_or(name);
+            let zip = weft_templates::to_zip(&files, &root)?;
+            Ok((root, zip))
+        },
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    let (root, zip) = zip.map_err(|e| match e.code() {
+        "internal" => ApiError::internal(e),
+        code => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "template_failed",
+            format!("{code}: {e}"),
+        ),
+    })?;
+    let disposition = format!("attachment; filename=\"{root}.zip\"");
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/zip".to_owned(),
+            ),
+            (axum::http::header::CONTENT_DISPOSITION, disposition),
+        ],
+        zip,
+    )
+        .into_response())
 }
