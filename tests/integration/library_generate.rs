@@ -312,3 +312,170 @@ llm_test!(
         let _: Value = json!(null);
     }
 );
+
+/// Serves `body` as HTML to every request, on a free loopback port.
+async fn page_server(body: &'static str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = sock.write_all(head.as_bytes()).await;
+                let _ = sock.write_all(body.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+const PAGE: &str = "<html><body><h2>Parsing a semver string</h2><p>Split on dots and parse each part.</p>\
+<pre><code class=\"language-rust\">pub fn parse_semver(s: &amp;str) -&gt; Option&lt;(u64, u64, u64)&gt; {\n    let mut it = s.split('.').map(|p| p.parse().ok());\n    Some((it.next()??, it.next()??, it.next()??))\n}\n</code></pre>\
+<script>var notCode = 1; function skipped() { return 2; }</script></body></html>";
+
+crate::both_engines!(
+    research_adds_new_blocks_once_and_only_from_allowed_hosts,
+    async |s: &Server| {
+        let t = s.tenant("acme").await;
+        let key = Some(t.api_key.as_str());
+        let seed = s
+            .get("/v1/library/items/sql-upsert-on-conflict", key)
+            .await
+            .1;
+        let seed_code = seed["code"].as_str().expect("seed code").to_owned();
+        let text = format!(
+            "# Notes\n\nA counter in Rust:\n\n```rust\npub fn bump_wallaby(counter: &mut u64) -> u64 {{\n    *counter += 1;\n    *counter\n}}\n```\n\nThe upsert again:\n\n```sql\n{seed_code}\n```\n"
+        );
+        let (status, preview) = s
+            .post(
+                "/v1/library/research",
+                key,
+                json!({"text": text, "tags": ["notes"]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{preview}");
+        let blocks = preview["blocks"].as_array().expect("blocks");
+        assert_eq!(blocks.len(), 2, "{preview}");
+        assert_eq!(blocks[0]["status"], "new", "{preview}");
+        assert_eq!(blocks[0]["language"], "rust");
+        assert_eq!(blocks[1]["status"], "duplicate", "{preview}");
+        assert_eq!(blocks[1]["duplicate_of"], "sql-upsert-on-conflict");
+
+        let (status, saved) = s
+            .post(
+                "/v1/library/research",
+                key,
+                json!({"text": text, "save": true}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{saved}");
+        assert_eq!(saved["blocks"][0]["status"], "added", "{saved}");
+        let id = saved["blocks"][0]["item_id"]
+            .as_str()
+            .expect("item id")
+            .to_owned();
+        let (_, item) = s.get(&format!("/v1/library/items/{id}"), key).await;
+        assert_eq!(item["license"], "NOASSERTION");
+        assert!(
+            item["tags"]
+                .as_array()
+                .is_some_and(|t| t.contains(&json!("research"))),
+            "{item}"
+        );
+        // The same text again adds nothing: the block is now an item.
+        let (_, again) = s
+            .post(
+                "/v1/library/research",
+                key,
+                json!({"text": text, "save": true}),
+            )
+            .await;
+        assert_eq!(again["blocks"][0]["status"], "duplicate", "{again}");
+        assert_eq!(again["blocks"][0]["duplicate_of"], id.as_str());
+
+        let (status, body) = s
+            .post(
+                "/v1/library/research",
+                key,
+                json!({"url": "http://127.0.0.1:9/x"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        let (status, body) = s
+            .post("/v1/library/research", key, json!({"url": "ftp://x/y"}))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let (status, body) = s
+            .post(
+                "/v1/library/research",
+                key,
+                json!({"url": "http://a/", "text": "x"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    }
+);
+
+crate::both_engines_with!(
+    research_reads_an_allow_listed_page,
+    |c: &mut weft::config::Config| {
+        c.library.research_hosts = vec![format!("127.0.0.1:{}", page_port())];
+    },
+    async |s: &Server| {
+        let t = s.tenant("acme").await;
+        let url = format!("http://127.0.0.1:{}/post", page_port());
+        let (status, body) = s
+            .post(
+                "/v1/library/research",
+                Some(&t.api_key),
+                json!({"url": url, "save": true}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let blocks = body["blocks"].as_array().expect("blocks");
+        assert_eq!(blocks.len(), 1, "the script is not a block: {body}");
+        assert_eq!(blocks[0]["status"], "added");
+        assert_eq!(blocks[0]["title"], "Parsing a semver string");
+        assert!(
+            blocks[0]["code"]
+                .as_str()
+                .is_some_and(|c| c.contains("&str) -> Option<(u64")),
+            "entities decoded: {body}"
+        );
+        let id = blocks[0]["item_id"].as_str().expect("id");
+        let (_, item) = s
+            .get(&format!("/v1/library/items/{id}"), Some(&t.api_key))
+            .await;
+        assert!(
+            item["description"]
+                .as_str()
+                .is_some_and(|d| d.contains("Split on dots") && d.contains(&url)),
+            "{item}"
+        );
+    }
+);
+
+/// One page server for the whole test process, on a runtime of its own
+/// (each test's runtime ends with the test).
+fn page_port() -> u16 {
+    static PORT: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+    *PORT.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().expect("runtime");
+            rt.block_on(async {
+                let _ = tx.send(page_server(PAGE).await);
+                std::future::pending::<()>().await;
+            });
+        });
+        rx.recv().expect("page server port")
+    })
+}

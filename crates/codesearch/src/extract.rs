@@ -8,6 +8,11 @@
 //! never panic: they only slice at the byte offsets of ASCII delimiters,
 //! which are always character boundaries, so multi-byte text anywhere is
 //! safe.
+//!
+//! One child module per input kind (`markdown`, `html`) and one for
+//! `language` naming and guessing, each with its tests, keeps every file
+//! well under the house limit; the block rules shared by all (size,
+//! dedent, context clipping) live here.
 
 use serde::Serialize;
 
@@ -206,17 +211,176 @@ fn block(
 }
 
 /// Collapses whitespace and cuts at [`MAX_CONTEXT_CHARS`] on a word.
+/// Reads no further than it keeps, so a huge paragraph costs little.
 fn clip(text: &str) -> String {
-    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match text.char_indices().nth(MAX_CONTEXT_CHARS) {
-        None => text,
-        Some((cut, _)) => {
-            let head = &text[..cut];
-            let head = head
-                .rfind(' ')
-                .filter(|&i| i > cut / 2)
-                .map_or(head, |i| &head[..i]);
-            format!("{head}…")
+    let mut out = String::new();
+    let mut count = 0;
+    for word in text.split_whitespace() {
+        if count > 0 {
+            out.push(' ');
+            count += 1;
         }
+        let room = MAX_CONTEXT_CHARS + 1 - count.min(MAX_CONTEXT_CHARS + 1);
+        out.extend(word.chars().take(room));
+        count += word.chars().take(room).count();
+        if count > MAX_CONTEXT_CHARS {
+            break;
+        }
+    }
+    if count <= MAX_CONTEXT_CHARS {
+        return out;
+    }
+    let cut = out
+        .char_indices()
+        .nth(MAX_CONTEXT_CHARS)
+        .map_or(out.len(), |(i, _)| i);
+    let head = &out[..cut];
+    let head = head
+        .rfind(' ')
+        .filter(|&i| i > cut / 2)
+        .map_or(head, |i| &head[..i]);
+    format!("{head}…")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_are_sniffed_from_the_header_then_the_body() {
+        let page = "<!doctype html><html><body><pre>x</pre></body></html>";
+        let readme =
+            "<p align=\"center\"><img src=\"logo.png\"></p>\n\n```rust\nfn main() {}\n```\n";
+        let cases = [
+            (
+                Some("text/html; charset=utf-8"),
+                "plain words",
+                Format::Html,
+            ),
+            (Some("text/markdown"), "no fences", Format::Markdown),
+            (
+                Some("application/javascript"),
+                "```js\nx\n```",
+                Format::Text,
+            ),
+            (Some("text/plain"), readme, Format::Markdown),
+            (Some("text/plain"), "<pre>raw html file</pre>", Format::Text),
+            (None, page, Format::Html),
+            (None, "\u{feff}  <PRE class=x>fn a() {}</PRE>", Format::Html),
+            (None, readme, Format::Markdown),
+            (None, "~~~\ncode\n~~~", Format::Markdown),
+            (None, "fn main() {}\n/// ```rust\n", Format::Text),
+        ];
+        for (content_type, body, want) in cases {
+            assert_eq!(sniff(content_type, body), want, "{content_type:?} {body}");
+        }
+    }
+
+    #[test]
+    fn plain_text_is_one_block_only_when_it_looks_like_code() {
+        let rust =
+            "\n\nfn main() {\n    let greeting = \"hello\";\n    println!(\"{greeting}\");\n}\n";
+        let blocks = extract(rust, Format::Text);
+        assert_eq!(blocks.len(), 1);
+        assert_eq!(
+            (blocks[0].line, blocks[0].language.as_deref()),
+            (3, Some("rust"))
+        );
+        let c = "#include <stdio.h>\nint main(void) {\n  printf(\"hi\\n\");\n  return 0;\n}\n";
+        assert_eq!(extract(c, Format::Text)[0].language, None);
+        let prose = "Dear team,\nthe release is out today.\nThanks for all the work!\n";
+        assert!(extract(prose, Format::Text).is_empty());
+    }
+
+    #[test]
+    fn tiny_huge_and_numeric_blocks_are_dropped() {
+        let keep = |raw: &str| block(raw, Declared::Unsaid, None, None, 1).is_some();
+        assert!(!keep("cargo add serde"));
+        assert!(!keep("let a = 1;\nlet b;"));
+        assert!(!keep("1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12"));
+        assert!(keep("let a = 1;\nlet b = 2;"));
+        let huge = "let x = 1;\n".repeat(MAX_BLOCK_BYTES / 11 + 2);
+        assert!(!keep(&huge));
+        let md = format!("```rust\n{huge}```\n\n```sh\ncargo add serde\n```\n");
+        assert!(extract(&md, Format::Markdown).is_empty());
+        assert!(extract(&huge, Format::Text).is_empty());
+    }
+
+    #[test]
+    fn blocks_are_dedented_and_trimmed_but_otherwise_kept() {
+        let raw = "\n \n    fn a() {\n    \t\n        b(\"  x  \");   \r\n    }\n\n";
+        let b = block(raw, Declared::Known("rust"), None, None, 10);
+        let b = b.map(|b| (b.code, b.line));
+        assert_eq!(
+            b,
+            Some(("fn a() {\n\n    b(\"  x  \");\n}".to_string(), 12))
+        );
+        let tabs = block(
+            "\tif ready {\n\t\tgo_now();\n\t}",
+            Declared::Other,
+            None,
+            None,
+            1,
+        );
+        let tabs = tabs.map(|b| (b.code, b.language));
+        assert_eq!(tabs, Some(("if ready {\n\tgo_now();\n}".into(), None)));
+        let mixed = block(
+            "  \tlet a = 1;\n  let b = 2;",
+            Declared::Unsaid,
+            None,
+            None,
+            1,
+        );
+        assert_eq!(
+            mixed.map(|b| b.code).as_deref(),
+            Some("\tlet a = 1;\nlet b = 2;")
+        );
+    }
+
+    #[test]
+    fn context_is_clipped_on_a_character_boundary() {
+        assert_eq!(clip("  a \n  b\t c "), "a b c");
+        let cjk = clip(&"日本語のテキスト🦀".repeat(60));
+        assert_eq!(cjk.chars().count(), MAX_CONTEXT_CHARS + 1);
+        assert!(cjk.ends_with('…'));
+        let words = clip(&"word ".repeat(100));
+        assert!(words.ends_with("word…") && words.chars().count() <= MAX_CONTEXT_CHARS + 1);
+    }
+
+    #[test]
+    fn no_input_panics_including_multi_byte_text_anywhere() {
+        let nasty = concat!(
+            "🦀# 見出し🦀\n<p>日本語 &#x1F980; &#xFFFFFFFF; &#99999999999; &</p>\n",
+            "```🦀 rust\nfn 関数() { let 変数 = \"🦀\"; }\n```\n~~~\n<PRE CLASS='lang-ts\"><code ",
+            "class=🦀>const a = 1;\n<span class=\"ln\">1</span>🦀&lt;&#\n</pre><pre><script>",
+            "x<</script><style>🦀</st<!-- 🦀 --><!doctype <a href=\"🦀>\n<h2>標題</h2 <code>a\nb",
+            "\n🦀</code></p></h1><</<a =\"x\" =>💥\n$ cargo 🦀\n    ```\n",
+        );
+        let chars: Vec<usize> = nasty.char_indices().map(|(i, _)| i).collect();
+        for &i in &chars {
+            for part in [&nasty[..i], &nasty[i..]] {
+                for format in [Format::Html, Format::Markdown, Format::Text] {
+                    for b in extract(part, format) {
+                        assert!(b.code.chars().count() >= MIN_BLOCK_CHARS);
+                    }
+                }
+                let _ = (
+                    sniff(None, part),
+                    guess_language(part),
+                    normalize_language(part),
+                );
+            }
+        }
+        let json = serde_json::to_value(extract(nasty, Format::Markdown)).unwrap_or_default();
+        // The one-line block is dropped; the `~~~` fence runs to the end.
+        assert!(
+            json[0]["code"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("<PRE CLASS='lang-ts"))
+        );
+        assert_eq!(
+            (&json[0]["line"], &json[0]["title"]),
+            (&7.into(), &serde_json::Value::Null)
+        );
     }
 }

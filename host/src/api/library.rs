@@ -36,6 +36,7 @@ pub fn router() -> Router<Arc<App>> {
         .route("/v1/library/constraints", get(constraints))
         .route("/v1/library/constraints/{name}", get(constraint))
         .route("/v1/library/check", post(check))
+        .route("/v1/library/research", post(research))
         .route("/v1/library/templates", get(templates))
         .route("/v1/library/templates/{id}", get(template))
         .route(
@@ -60,6 +61,7 @@ impl From<library::Error> for ApiError {
             E::Db(e) => Self::internal(e),
             E::Index(e) => Self::internal(e),
             E::Llm(e) => e.into(),
+            E::Upstream(m) => Self::new(StatusCode::BAD_GATEWAY, "upstream_failed", m),
         }
     }
 }
@@ -591,4 +593,18 @@ async fn generate_template(
         zip,
     )
         .into_response())
+}
+
+#[utoipa::path(post, path = "/v1/library/research", tag = "library", security(("bearer" = [])), request_body = library::research::ResearchRequest,
+    responses((status = 200, description = "Every code block found, with whether it is new, a duplicate (same code) or a near duplicate (similar meaning) of an item the tenant sees, or added"),
+        (status = 400, body = ErrorBody), (status = 403, description = "The URL's host is not allow-listed", body = ErrorBody), (status = 502, body = ErrorBody)))]
+async fn research(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Json(req): Json<library::research::ResearchRequest>,
+) -> ApiResult<axum::Json<Value>> {
+    let tenant = auth.tenant()?;
+    auth.require(&tenant, Role::User)?;
+    let found = app.library.research(&tenant, &auth.0.id, req).await?;
+    Ok(axum::Json(json!({ "blocks": found })))
 }

@@ -42,6 +42,7 @@ use crate::app::App;
         super::library::rate, super::library::record_use, super::library::hit_rate,
         super::library::generate, super::library::constraints, super::library::constraint, super::library::check,
         super::library::templates, super::library::template, super::library::generate_template,
+        super::library::research,
     ),
     modifiers(&BearerAuth),
     tags(

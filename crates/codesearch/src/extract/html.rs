@@ -14,6 +14,10 @@ enum Tok<'a> {
 struct Lexer<'a> {
     src: &'a str,
     pos: usize,
+    /// Set once a quote was found never to close: from then on tags end at
+    /// the first `>`, so a page of stray quotes costs one scan, not one
+    /// per tag.
+    stray_quote: bool,
 }
 
 impl<'a> Iterator for Lexer<'a> {
@@ -52,7 +56,7 @@ impl<'a> Iterator for Lexer<'a> {
                 return Some((Tok::Text(&src[start..self.pos]), self.pos));
             }
             let name_end = name_start + name_len;
-            let close = tag_end(b, name_end);
+            let close = self.tag_end(name_end);
             self.pos = (close + 1).min(b.len());
             let name = &src[name_start..name_end];
             if closing {
@@ -63,9 +67,31 @@ impl<'a> Iterator for Lexer<'a> {
                 "style" => b"</style",
                 _ => return Some((Tok::Open(name, &src[name_end..close]), self.pos)),
             };
-            self.pos =
-                find_ci(b, self.pos, raw_end).map_or(b.len(), |i| (tag_end(b, i) + 1).min(b.len()));
+            self.pos = find_ci(b, self.pos, raw_end)
+                .map_or(b.len(), |i| (self.tag_end(i) + 1).min(b.len()));
         }
+    }
+}
+
+impl Lexer<'_> {
+    /// The `>` ending a tag, outside quotes; when a stray quote never
+    /// closes (malformed markup), the first `>` at all, so one typo does not
+    /// swallow the rest of the page.
+    fn tag_end(&mut self, from: usize) -> usize {
+        let b = self.src.as_bytes();
+        if !self.stray_quote {
+            let mut quote = None;
+            for (i, &c) in b.iter().enumerate().skip(from) {
+                match (quote, c) {
+                    (None, b'>') => return i,
+                    (None, b'"' | b'\'') => quote = Some(c),
+                    (Some(q), _) if q == c => quote = None,
+                    _ => {}
+                }
+            }
+            self.stray_quote = quote.is_some();
+        }
+        find_byte(b, from, b'>')
     }
 }
 
@@ -82,22 +108,6 @@ pub(super) fn find_ci(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
         .windows(needle.len())
         .position(|w| w.eq_ignore_ascii_case(needle))
         .map(|i| from + i)
-}
-
-/// The `>` ending a tag, outside quotes; when a stray quote never closes
-/// (malformed markup), the first `>` at all, so one typo does not swallow
-/// the rest of the page.
-fn tag_end(b: &[u8], from: usize) -> usize {
-    let mut quote = None;
-    for (i, &c) in b.iter().enumerate().skip(from) {
-        match (quote, c) {
-            (None, b'>') => return i,
-            (None, b'"' | b'\'') => quote = Some(c),
-            (Some(q), _) if q == c => quote = None,
-            _ => {}
-        }
-    }
-    find_byte(b, from, b'>')
 }
 
 /// The value of attribute `want` (any case, any quotes, or none).
@@ -235,6 +245,10 @@ struct Code {
     in_pre: bool,
     declared: Declared,
     buf: String,
+    /// Whether `buf` holds more than whitespace: line breaks that markup
+    /// (`<br>`, line `<div>`s) makes before that are not lines of the
+    /// source, and would put [`Block::line`] off.
+    has_text: bool,
     line: usize,
     title: Option<String>,
     context: Option<String>,
@@ -270,7 +284,11 @@ pub(super) fn extract(body: &str) -> Vec<Block> {
         line_no: 1,
         ..Walker::default()
     };
-    for (tok, end) in (Lexer { src: body, pos: 0 }) {
+    for (tok, end) in (Lexer {
+        src: body,
+        pos: 0,
+        stray_quote: false,
+    }) {
         match tok {
             Tok::Text(t) => w.text(t),
             Tok::Open(name, attrs) => {
@@ -302,6 +320,7 @@ impl Walker {
                     }
                     c.newline_due = false;
                 }
+                c.has_text |= !d.trim().is_empty();
                 c.buf.push_str(&d);
             }
             if c.in_pre {
@@ -324,7 +343,7 @@ impl Walker {
                 return;
             }
             match name {
-                "br" => c.buf.push('\n'),
+                "br" if c.has_text => c.buf.push('\n'),
                 "code" if c.in_pre && matches!(c.declared, Declared::Unsaid) => {
                     c.declared = lang_of(attrs);
                 }
@@ -336,9 +355,6 @@ impl Walker {
                 c.skip = Some((name.to_string(), 1));
             }
             if c.in_pre || !(name == "pre" || BLOCK_ELEMENTS.contains(&name)) {
-                if name == "br" {
-                    self.text(" ");
-                }
                 return;
             }
             // Markup an inline `<code>` cannot hold ends it.
@@ -390,7 +406,7 @@ impl Walker {
                 match name {
                     "pre" if c.depth > 0 => c.depth -= 1,
                     "pre" => self.finish_code(),
-                    "div" | "p" | "li" | "tr" => c.newline_due = !c.buf.is_empty(),
+                    "div" | "p" | "li" | "tr" => c.newline_due = c.has_text,
                     _ => {}
                 }
                 return;
@@ -421,14 +437,14 @@ impl Walker {
     }
 
     fn start_code(&mut self, in_pre: bool, declared: Declared, line: usize) {
-        let open = self.para.as_deref().map(clip).filter(|p| !p.is_empty());
         self.code = Some(Code {
             in_pre,
             declared,
             buf: String::new(),
+            has_text: false,
             line,
             title: self.title.clone(),
-            context: open.or_else(|| self.context.clone()),
+            context: self.context.clone(),
             depth: 0,
             skip: None,
             newline_due: false,
@@ -444,14 +460,17 @@ impl Walker {
             if !c.buf.trim().contains('\n') {
                 return; // inline code: already part of the prose
             }
-            if let Some(p) = &mut self.para {
-                if p.is_char_boundary(c.para_mark) {
-                    p.truncate(c.para_mark);
-                }
+            if let Some(p) = &mut self.para
+                && p.is_char_boundary(c.para_mark)
+            {
+                p.truncate(c.para_mark);
             }
         }
+        // Computed only now: inline `<code>`s are many, blocks few.
+        let open = self.para.as_deref().map(clip).filter(|p| !p.is_empty());
+        let context = open.or(c.context);
         self.out
-            .extend(block(&c.buf, c.declared, c.title, c.context, c.line));
+            .extend(block(&c.buf, c.declared, c.title, context, c.line));
     }
 }
 
@@ -515,4 +534,175 @@ fn entity(name: &str) -> Option<char> {
         "larr" => '←',
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POST: &str = r##"<!DOCTYPE html>
+<HTML lang="en">
+<head>
+  <title>Fast KV in Rust</title>
+  <script>
+    function highlight() { document.querySelectorAll('pre code').forEach(el => hljs.highlightElement(el)); }
+    const sample = "<pre><code>fn not_this() { let x = 1; }\n</code></pre>";
+  </script>
+  <style>pre { background: #222; } .hljs-keyword { color: #c678dd; }</style>
+</head>
+<body>
+<nav><a href="/">Home</a></nav>
+<article>
+<h1>Fast KV in Rust</h1>
+<p>Caching   with <code>HashMap</code> &amp; friends &mdash; a tour. 🦀</p>
+<h2 id="setup">Setup <a href="#setup">#</a></h2>
+<p>First, the entry point.
+It reads a <em>config</em> file:</p>
+<pre><code class="hljs language-rust"><span class="hljs-keyword">use</span> std::collections::HashMap;
+
+<span class="hljs-keyword">fn</span> <span class="hljs-title function_">main</span>() {
+    <span class="hljs-keyword">let</span> <span class="hljs-keyword">mut</span> cache: HashMap&lt;&amp;<span class="hljs-type">str</span>, <span class="hljs-type">u32</span>&gt; = HashMap::new();
+    cache.insert(&quot;hits&quot;, <span class="hljs-number">1</span>);
+    <span class="hljs-built_in">println!</span>(<span class="hljs-string">&quot;{:?}&quot;</span>, cache);
+}
+</code></pre>
+<p>Then the page that shows it:</p>
+<PRE CLASS='line-numbers language-html'><CODE><span class="token tag">&lt;div</span> <span class="token attr-name">id</span>=<span class="token attr-value">&quot;app&quot;</span><span class="token tag">&gt;</span>
+  <span class="token tag">&lt;p&gt;</span>It&#39;s&nbsp;here &#x27;now&#x27; &#8212; 日本語<span class="token tag">&lt;/p&gt;</span>
+<span class="token tag">&lt;/div&gt;</span></CODE></PRE>
+<h3>Schema</h3>
+<p>A sample:</p>
+<div class="highlight highlight-source-sql notranslate"><pre>CREATE TABLE kv (
+  key TEXT PRIMARY KEY,
+  value BLOB
+);</pre></div>
+<p>Install with <code>cargo add kv</code>.</p>
+<pre>cargo add kv</pre>
+<p>Unhighlighted, no class:</p>
+<pre>
+export function sum(xs: number[]): number {
+  return xs.reduce((a, b) =&gt; a + b, 0);
+}
+</pre>
+</article>
+</body>
+</HTML>
+"##;
+
+    #[test]
+    fn a_highlighted_blog_post_yields_clean_code() {
+        let blocks = extract(POST);
+        let summary: Vec<_> = blocks
+            .iter()
+            .map(|b| {
+                (
+                    b.language.as_deref(),
+                    b.title.as_deref(),
+                    b.context.as_deref(),
+                )
+            })
+            .collect();
+        let entry = "First, the entry point. It reads a config file:";
+        assert_eq!(
+            summary,
+            [
+                (Some("rust"), Some("Setup"), Some(entry)),
+                (
+                    Some("html"),
+                    Some("Setup"),
+                    Some("Then the page that shows it:")
+                ),
+                (Some("sql"), Some("Schema"), Some("A sample:")),
+                (
+                    Some("typescript"),
+                    Some("Schema"),
+                    Some("Unhighlighted, no class:")
+                ),
+            ]
+        );
+        assert_eq!(
+            blocks[0].code,
+            "use std::collections::HashMap;\n\nfn main() {\n    let mut cache: HashMap<&str, u32> \
+             = HashMap::new();\n    cache.insert(\"hits\", 1);\n    println!(\"{:?}\", cache);\n}"
+        );
+        assert_eq!(
+            blocks[1].code,
+            "<div id=\"app\">\n  <p>It's here 'now' — 日本語</p>\n</div>"
+        );
+        let line = |needle: &str| POST.lines().position(|l| l.contains(needle)).map(|i| i + 1);
+        assert_eq!(Some(blocks[0].line), line("std::collections"));
+        assert_eq!(Some(blocks[3].line), line("export function sum"));
+        // Neither the script's code-like text nor inline code is a block.
+        assert!(
+            blocks
+                .iter()
+                .all(|b| !b.code.contains("not_this") && !b.code.contains("hljs"))
+        );
+    }
+
+    #[test]
+    fn malformed_markup_still_yields_its_code() {
+        let body = "<p>if a < b then</p><pre class=language-rust data-x='a>b'><code>fn main() {\n    \
+                    let s = \"unterminated\";\n";
+        let blocks = extract(body);
+        assert_eq!(blocks.len(), 1);
+        assert_eq!(blocks[0].code, "fn main() {\n    let s = \"unterminated\";");
+        assert_eq!(blocks[0].language.as_deref(), Some("rust"));
+        assert_eq!(blocks[0].context.as_deref(), Some("if a < b then"));
+    }
+
+    #[test]
+    fn gutters_line_divs_and_breaks_are_undone() {
+        let body = concat!(
+            "<pre><code><span class=\"ln\">1</span>fn alpha() {}\n",
+            "<span class=\"ln\">2</span>fn beta() {}\n</code><button>Copy</button></pre>",
+            "<pre><div class=\"line\">let a = 1;</div><div class=\"line\">let b = 2;</div></pre>",
+            "<pre>SELECT *<br>FROM users<br/>WHERE id = 1;</pre>",
+            "<table><tr><td><pre>1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11</pre></td></tr></table>",
+        );
+        let codes: Vec<_> = extract(body).into_iter().map(|b| b.code).collect();
+        assert_eq!(
+            codes,
+            [
+                "fn alpha() {}\nfn beta() {}",
+                "let a = 1;\nlet b = 2;",
+                "SELECT *\nFROM users\nWHERE id = 1;"
+            ]
+        );
+    }
+
+    #[test]
+    fn standalone_code_counts_only_when_it_spans_lines() {
+        let body = "<p>Call <code>init()</code> first:</p>\n<code class=\"language-python\">def f(x):\n    \
+                    return x * 2</code>\n<code>const one = 1;</code>";
+        let blocks = extract(body);
+        assert_eq!(blocks.len(), 1);
+        assert_eq!(blocks[0].code, "def f(x):\n    return x * 2");
+        // Declared as another language: kept, but not guessed into ours.
+        assert_eq!(blocks[0].language, None);
+        assert_eq!(blocks[0].context.as_deref(), Some("Call init() first:"));
+    }
+
+    #[test]
+    fn entities_decode_and_bad_ones_stay_harmless() {
+        let cases = [
+            ("&lt;a&gt; &amp;&amp; &quot;b&quot;", "<a> && \"b\""),
+            ("&#39;&#x27;&#X41;&#8212;&nbsp;&#160;", "''A—  "),
+            ("&#0;&#xD800;&#x110000;", "\u{fffd}\u{fffd}\u{fffd}"),
+            (
+                "&amp &unknown; &; &#; &#x; 🦀&lt;",
+                "&amp &unknown; &; &#; &#x; 🦀<",
+            ),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(decode(raw), want, "{raw}");
+        }
+        assert_eq!(
+            attr(r#"CLASS='a b' data-x="1" hidden id=z"#, "class"),
+            Some("a b")
+        );
+        assert_eq!(attr("hidden id=z", "id"), Some("z"));
+        assert_eq!(attr("hidden", "hidden"), Some(""));
+        assert_eq!(attr("clas=\"x", "class"), None);
+    }
 }

@@ -151,9 +151,12 @@ pub fn guess_language(code: &str) -> Option<&'static str> {
             js += 1;
         }
         if l.starts_with("package ") && l.contains(':') && (l.ends_with(';') || l.ends_with('{')) {
-            wit += 4;
+            wit += 5;
         }
-        if l.starts_with("world ") && l.ends_with('{') {
+        // A WIT interface holds `name: func(...)`; a TypeScript one never does.
+        if l.ends_with('{')
+            && (l.starts_with("world ") || (l.starts_with("interface ") && has(": func(")))
+        {
             wit += 3;
         }
         if ["use ", "import ", "export "]
@@ -573,4 +576,135 @@ fn is_toml_pair(line: &str) -> bool {
             || value.starts_with(|c: char| c.is_ascii_digit())
             || value.starts_with("true")
             || value.starts_with("false"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_map_onto_the_library_names() {
+        let cases = [
+            ("rust", Some("rust")),
+            ("rs", Some("rust")),
+            ("language-rust", Some("rust")),
+            ("highlight-source-rust", Some("rust")),
+            ("Rust,ignore", Some("rust")),
+            ("{.rust .numberLines}", Some("rust")),
+            ("main.rs", Some("rust")),
+            ("lang-ts", Some("typescript")),
+            ("typescript", Some("typescript")),
+            ("TSX", Some("tsx")),
+            ("jsx", Some("tsx")),
+            ("js", Some("javascript")),
+            ("brush:js", Some("javascript")),
+            ("mjs", Some("javascript")),
+            ("postgresql", Some("sql")),
+            ("language-sql", Some("sql")),
+            ("highlight-text-html-basic", Some("html")),
+            ("html", Some("html")),
+            ("css", Some("css")),
+            ("wit", Some("wit")),
+            ("toml", Some("toml")),
+            ("sh", Some("shell")),
+            ("bash", Some("shell")),
+            ("console", Some("shell")),
+            ("shell-session", Some("shell")),
+            ("python", None),
+            ("scss", None),
+            ("text", None),
+            ("", None),
+            ("🦀", None),
+            ("言語-rust", None),
+        ];
+        for (tag, want) in cases {
+            assert_eq!(normalize_language(tag), want, "{tag:?}");
+        }
+    }
+
+    #[test]
+    fn snippets_are_guessed_or_left_alone() {
+        let cases = [
+            (
+                "use std::collections::HashMap;\n\nfn main() {\n    let mut m = HashMap::new();\n}",
+                Some("rust"),
+            ),
+            (
+                "let client = reqwest::Client::new();\nlet body = client.get(url).send().await?;",
+                Some("rust"),
+            ),
+            (
+                "impl Id {\n    pub fn get(&self) -> u64 {\n        self.0\n    }\n}",
+                Some("rust"),
+            ),
+            (
+                "SELECT id, name\nFROM users\nWHERE active = true;",
+                Some("sql"),
+            ),
+            (
+                "create table items (\n  id bigint primary key,\n  owner bigint not null references users(id)\n);",
+                Some("sql"),
+            ),
+            (
+                "WITH recent AS (\n  SELECT * FROM events\n)\nSELECT count(*) FROM recent;",
+                Some("sql"),
+            ),
+            (
+                "export function Button({ label }: Props) {\n  return (\n    <button className=\"btn\">{label}</button>\n  );\n}",
+                Some("tsx"),
+            ),
+            (
+                "interface User {\n  id: number;\n  name: string;\n}\nexport function greet(u: User): string {\n  return u.name;\n}",
+                Some("typescript"),
+            ),
+            (
+                "const express = require('express');\nconst app = express();\napp.get('/', (req, res) => res.send('ok'));",
+                Some("javascript"),
+            ),
+            (
+                "<!DOCTYPE html>\n<html>\n  <body><p>Hello</p></body>\n</html>",
+                Some("html"),
+            ),
+            ("<div class=\"card\">\n  <p>Hello</p>\n</div>", Some("html")),
+            (
+                ".card {\n  display: flex;\n  padding: 1rem;\n}",
+                Some("css"),
+            ),
+            (
+                "package weft:kv@0.1.0;\n\ninterface store {\n  get: func(key: string) -> option<list<u8>>;\n}",
+                Some("wit"),
+            ),
+            (
+                "world plugin {\n  import wasi:http/outgoing-handler@0.2.0;\n  export handle: func(r: request) -> response;\n}",
+                Some("wit"),
+            ),
+            (
+                "[package]\nname = \"demo\"\nversion = \"0.1.0\"\n\n[dependencies]\nserde = { version = \"1\" }",
+                Some("toml"),
+            ),
+            (
+                "#!/usr/bin/env bash\nset -euo pipefail\necho hi",
+                Some("shell"),
+            ),
+            ("$ cargo new demo\n$ cd demo\n$ cargo run", Some("shell")),
+            (
+                "cargo build --release\ncp target/release/weft /usr/local/bin/",
+                Some("shell"),
+            ),
+            (
+                "def main():\n    print('hello')\n\nif __name__ == '__main__':\n    main()",
+                None,
+            ),
+            (
+                "The quick brown fox jumps over the lazy dog.\nIt was not amused.",
+                None,
+            ),
+            ("#!/usr/bin/python3\nprint('hi')", None),
+            ("", None),
+            ("🦀🦀🦀\n日本語のテキスト", None),
+        ];
+        for (code, want) in cases {
+            assert_eq!(guess_language(code), want, "{code}");
+        }
+    }
 }

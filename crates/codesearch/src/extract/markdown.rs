@@ -122,3 +122,166 @@ pub(super) fn extract(body: &str) -> Vec<Block> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const README: &str = r#"# weft-kv
+
+A tiny key-value store for Weft plugins. 🦀 日本語も大丈夫。
+
+## Install
+
+Add it to your `Cargo.toml`:
+
+```toml
+[dependencies]
+weft-kv = "0.3"
+serde = { version = "1", features = ["derive"] }
+```
+
+Or use the CLI:
+
+```sh
+cargo add weft-kv
+```
+
+## Usage
+
+Open a store and put a value.
+The store is per tenant.
+
+```rust,no_run
+use weft_kv::Store;
+
+fn main() -> Result<(), weft_kv::Error> {
+    let store = Store::open("data")?;
+    store.put("greeting", "hello")?;
+    Ok(())
+}
+```
+
+    indented code is ignored
+    because fences are what authors mean
+
+~~~~ts title="client.ts"
+export async function get(key: string): Promise<string | null> {
+  const res = await fetch(`/kv/${key}`);
+  return res.ok ? res.text() : null;
+}
+~~~~
+
+### Schema
+
+```
+CREATE TABLE kv (
+  tenant_id BIGINT NOT NULL,
+  key TEXT NOT NULL,
+  PRIMARY KEY (tenant_id, key)
+);
+```
+"#;
+
+    fn line_of(body: &str, needle: &str) -> usize {
+        body.lines()
+            .position(|l| l.contains(needle))
+            .map_or(0, |i| i + 1)
+    }
+
+    #[test]
+    fn a_readme_yields_its_blocks_with_headings_and_prose() {
+        let blocks = extract(README);
+        let summary: Vec<_> = blocks
+            .iter()
+            .map(|b| {
+                (
+                    b.language.as_deref(),
+                    b.title.as_deref(),
+                    b.context.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    Some("toml"),
+                    Some("Install"),
+                    Some("Add it to your `Cargo.toml`:")
+                ),
+                (
+                    Some("rust"),
+                    Some("Usage"),
+                    Some("Open a store and put a value. The store is per tenant.")
+                ),
+                (
+                    Some("typescript"),
+                    Some("Usage"),
+                    Some("Open a store and put a value. The store is per tenant.")
+                ),
+                // Untagged: guessed; a new heading starts a new context.
+                (Some("sql"), Some("Schema"), None),
+            ]
+        );
+        let rust = &blocks[1];
+        assert_eq!(
+            rust.code,
+            "use weft_kv::Store;\n\nfn main() -> Result<(), weft_kv::Error> {\n    let store = \
+             Store::open(\"data\")?;\n    store.put(\"greeting\", \"hello\")?;\n    Ok(())\n}"
+        );
+        assert_eq!(rust.line, line_of(README, "use weft_kv::Store"));
+        assert_eq!(blocks[0].line, line_of(README, "[dependencies]"));
+        assert!(blocks.iter().all(|b| !b.code.contains("indented code")));
+    }
+
+    #[test]
+    fn an_unclosed_fence_runs_to_the_end() {
+        let body = "# T\n\n```rust\nfn main() {\n    println!(\"never closed\");\n";
+        let blocks = extract(body);
+        assert_eq!(blocks.len(), 1);
+        assert_eq!(
+            blocks[0].code,
+            "fn main() {\n    println!(\"never closed\");"
+        );
+        assert_eq!((blocks[0].line, blocks[0].title.as_deref()), (4, Some("T")));
+    }
+
+    #[test]
+    fn a_longer_fence_holds_shorter_ones_and_other_languages_are_not_guessed() {
+        let body = "````markdown\n```rust\nfn x() { let a = 1; }\n```\n```\n````\n";
+        let blocks = extract(body);
+        assert_eq!(blocks.len(), 1);
+        assert_eq!(blocks[0].code, "```rust\nfn x() { let a = 1; }\n```\n```");
+        assert_eq!(blocks[0].language, None);
+        // ```inline``` on one line is not a fence.
+        assert!(extract("Use ```x``` here.\nfn main() {}\nlet a = 1;\n").is_empty());
+    }
+
+    #[test]
+    fn front_matter_setext_headings_and_list_items() {
+        let body = "---\ntitle: Post\n---\nGetting started\n===============\n\nRun this:\n\n\
+                    1. In a shell:\n\n   ```\n   $ cargo run\n   $ curl localhost:3000   \n   ```\n";
+        let blocks = extract(body);
+        assert_eq!(blocks.len(), 1);
+        let b = &blocks[0];
+        assert_eq!(b.code, "$ cargo run\n$ curl localhost:3000");
+        assert_eq!(b.language.as_deref(), Some("shell"));
+        assert_eq!(b.title.as_deref(), Some("Getting started"));
+        assert_eq!(b.context.as_deref(), Some("1. In a shell:"));
+    }
+
+    #[test]
+    fn a_long_paragraph_keeps_its_last_lines() {
+        let long = "word ".repeat(80);
+        let body = format!(
+            "{long}\n{long}\nThe example:\n\n```rust\nfn alpha() {{}}\nfn beta() {{}}\n```\n"
+        );
+        let context = extract(&body).remove(0).context.unwrap_or_default();
+        assert!(
+            context.chars().count() <= MAX_CONTEXT_CHARS + 1,
+            "{context}"
+        );
+        assert_eq!(context, "The example:");
+    }
+}
