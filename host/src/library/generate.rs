@@ -148,7 +148,7 @@ impl Library {
         let threshold = self.config.hit_threshold;
         let confidence = found.first().map_or(0.0, |h| h.confidence);
         if let Some(top) = found.first().filter(|h| h.confidence >= threshold) {
-            let (code, unfilled) = fill_partly(&top.item.input, &req.values);
+            let (code, unfilled) = top.item.input.fill(&req.values);
             self.record_use(tenant, &top.item.id).await?;
             super::store::record_request(
                 &self.db,
@@ -229,25 +229,6 @@ impl Library {
             saved_item,
         })
     }
-}
-
-/// The code with every placeholder that has a value or default filled,
-/// and the names of those left as they were.
-fn fill_partly(input: &ItemInput, values: &Map<String, Value>) -> (String, Vec<String>) {
-    let mut code = input.code.clone();
-    let mut unfilled = Vec::new();
-    for p in &input.placeholders {
-        let value = match values.get(&p.name) {
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(Value::Null) | None => p.default.clone(),
-            Some(other) => Some(other.to_string()),
-        };
-        match value {
-            Some(v) => code = code.replace(&format!("{{{{{}}}}}", p.name), &v),
-            None => unfilled.push(p.name.clone()),
-        }
-    }
-    (code, unfilled)
 }
 
 #[cfg(test)]

@@ -158,14 +158,14 @@ impl ItemInput {
         code_hash(&self.code)
     }
 
-    /// The code with `values` (falling back to each placeholder's default)
-    /// put in; a placeholder with neither is named in the error.
+    /// The code with every placeholder that has a value in `values`, or
+    /// else a default, filled in, and the names of those left as `{{name}}`.
     pub fn fill(
         &self,
         values: &serde_json::Map<String, serde_json::Value>,
-    ) -> Result<String, Error> {
+    ) -> (String, Vec<String>) {
         let mut code = self.code.clone();
-        let mut missing = Vec::new();
+        let mut unfilled = Vec::new();
         for p in &self.placeholders {
             let value = match values.get(&p.name) {
                 Some(serde_json::Value::String(s)) => Some(s.clone()),
@@ -174,16 +174,10 @@ impl ItemInput {
             };
             match value {
                 Some(v) => code = code.replace(&format!("{{{{{}}}}}", p.name), &v),
-                None => missing.push(p.name.as_str()),
+                None => unfilled.push(p.name.clone()),
             }
         }
-        if !missing.is_empty() {
-            return Err(Error::Invalid(format!(
-                "placeholders without a value or default: {}",
-                missing.join(", ")
-            )));
-        }
-        Ok(code)
+        (code, unfilled)
     }
 }
 
@@ -259,16 +253,13 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, code_hash("fn b() {}"));
         let i = input();
-        assert_eq!(i.fill(&serde_json::Map::new()).unwrap(), "for _ in 0..3 {}");
+        assert_eq!(i.fill(&serde_json::Map::new()).0, "for _ in 0..3 {}");
         let v = serde_json::json!({"max_tries": "5"});
-        assert_eq!(i.fill(v.as_object().unwrap()).unwrap(), "for _ in 0..5 {}");
+        assert_eq!(i.fill(v.as_object().unwrap()).0, "for _ in 0..5 {}");
         let mut none = input();
         none.placeholders[0].default = None;
-        assert!(
-            none.fill(&serde_json::Map::new())
-                .unwrap_err()
-                .to_string()
-                .contains("max_tries")
-        );
+        let (code, unfilled) = none.fill(&serde_json::Map::new());
+        assert_eq!(code, "for _ in 0..{{max_tries}} {}");
+        assert_eq!(unfilled, ["max_tries"]);
     }
 }
