@@ -251,14 +251,13 @@ async fn serve(app: Arc<App>, seed: bool) -> anyhow::Result<()> {
         println!("{banner}");
     }
     app.spawn_background();
-    // The code library fetches its model (first start only) and builds
-    // its indexes in the background; a search meanwhile waits for it.
+    // The code library fetches its model on the first start, in the
+    // background; it loads (seed items, indexes) on its first use, so a
+    // starting server's plugin calls do not share the database and the
+    // cores with it.
     let library = app.library.clone();
     tokio::spawn(async move {
         library.fetch_model_if_missing().await;
-        if let Err(err) = library.ready().await {
-            tracing::warn!(%err, "code library failed to load");
-        }
     });
     let listener = tokio::net::TcpListener::bind(app.config.bind)
         .await

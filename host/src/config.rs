@@ -305,6 +305,9 @@ impl Config {
         if let Some(v) = var("WEFT_SEED_DEMO") {
             self.seed_demo = parse("WEFT_SEED_DEMO", v)?;
         }
+        if let Some(v) = var("WEFT_LIBRARY_FETCH_MODEL") {
+            self.library.fetch_model = parse("WEFT_LIBRARY_FETCH_MODEL", v)?;
+        }
         if let Some(v) = var("WEFT_STRIPE_SECRET_KEY") {
             self.billing.stripe.secret_key = v;
         }

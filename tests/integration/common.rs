@@ -477,6 +477,10 @@ pub async fn spawn_serve(
         .env("WEFT_BIND", "127.0.0.1:0")
         .env("WEFT_LOG", "warn")
         .env("WEFT_SEED_DEMO", "false")
+        // The served process's library runs keyword-only: embedding the
+        // seed items would take both cores for its first seconds.
+        .env("WEFT_EMBEDDINGS_DIR", data.join("no-model"))
+        .env("WEFT_LIBRARY_FETCH_MODEL", "false")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null());
     for (k, v) in env {

@@ -80,7 +80,11 @@ impl Embedder {
         .with_pooling(Pooling::Mean);
         let model = TextEmbedding::try_new_from_user_defined(
             model,
-            InitOptionsUserDefined::default().with_max_length(MAX_TOKENS),
+            // One thread: embedding is background work beside serving
+            // requests (a library's first load embeds every seed item).
+            InitOptionsUserDefined::default()
+                .with_max_length(MAX_TOKENS)
+                .with_intra_threads(1),
         )
         .map_err(|e| Error::Model(e.to_string()))?;
         Ok(Self {
