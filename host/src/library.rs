@@ -32,7 +32,7 @@ use weft_codesearch::{Doc, Filter, Shard, quality};
 
 pub use constraints::Constraints;
 pub use generate::{GenerateRequest, Generated};
-pub use item::{ItemInput, KINDS, LANGUAGES, Placeholder};
+pub use item::{ItemInput, KINDS, LANGUAGES, Placeholder, one_of};
 pub use store::Owner;
 
 use crate::db::{self, Db};
@@ -642,20 +642,30 @@ impl Library {
             return Err(Error::Duplicate(id));
         }
         let id = format!("item-{}", uuid::Uuid::now_v7().simple());
+        let v = self.new_version(state, &input, by).await;
+        store::create(&self.db, owner, &id, &v).await?;
+        self.reindex(state, owner, &id).await
+    }
+
+    /// A version's row values: the embedding (computed here, or cached)
+    /// and the lint count.
+    async fn new_version<'a>(
+        &self,
+        state: &State,
+        input: &'a ItemInput,
+        by: &'a str,
+    ) -> store::NewVersion<'a> {
         let embedding = self
-            .embed_texts(state, vec![text_of(&input)])
+            .embed_texts(state, vec![text_of(input)])
             .await
             .pop()
             .flatten();
-        let v = store::NewVersion {
-            input: &input,
+        store::NewVersion {
+            input,
             created_by: by,
             embedding,
-            lint_violations: self.lint(&input),
-        };
-        store::create(&self.db, owner, &id, &v).await?;
-        self.reindex(state, owner, &id).await?;
-        self.get(owner_tenant(owner), &id, None).await
+            lint_violations: self.lint(input),
+        }
     }
 
     /// Adds a version of `owner`'s item `id`.
@@ -668,22 +678,11 @@ impl Library {
     ) -> Result<Item> {
         input.validate()?;
         let state = self.state().await?;
-        let embedding = self
-            .embed_texts(state, vec![text_of(&input)])
-            .await
-            .pop()
-            .flatten();
-        let v = store::NewVersion {
-            input: &input,
-            created_by: by,
-            embedding,
-            lint_violations: self.lint(&input),
-        };
+        let v = self.new_version(state, &input, by).await;
         store::add_version(&self.db, owner, id, &v)
             .await?
             .ok_or(Error::NotFound)?;
-        self.reindex(state, owner, id).await?;
-        self.get(owner_tenant(owner), id, None).await
+        self.reindex(state, owner, id).await
     }
 
     pub async fn delete(&self, owner: Owner<'_>, id: &str) -> Result<()> {
@@ -709,34 +708,27 @@ impl Library {
         }
         let item = self.get(Some(tenant), id, None).await?;
         store::rate(&self.db, tenant, user, id, stars).await?;
-        self.refresh(&item).await?;
-        self.get(Some(tenant), id, None).await
+        self.refresh(tenant, &item).await
     }
 
     /// Counts a use of item `id` seen by `tenant`.
     pub async fn record_use(&self, tenant: &TenantId, id: &str) -> Result<Item> {
         let item = self.get(Some(tenant), id, None).await?;
         store::record_use(&self.db, id).await?;
-        self.refresh(&item).await?;
-        self.get(Some(tenant), id, None).await
+        self.refresh(tenant, &item).await
     }
 
-    /// Re-reads an item whose counters changed, for its quality in the index.
-    async fn refresh(&self, item: &Item) -> Result<()> {
+    /// Re-indexes an item `tenant` sees whose counters changed (its
+    /// quality moved). A tenant sees only global items and its own, so
+    /// the item's owner follows from `global`.
+    async fn refresh(&self, tenant: &TenantId, item: &Item) -> Result<Item> {
         let state = self.state().await?;
-        let tenant = self.owner_of(item).await?;
-        let owner = tenant.as_ref().map_or(Owner::Global, Owner::Tenant);
+        let owner = if item.global {
+            Owner::Global
+        } else {
+            Owner::Tenant(tenant)
+        };
         self.reindex(state, owner, &item.id).await
-    }
-
-    async fn owner_of(&self, item: &Item) -> Result<Option<TenantId>> {
-        if item.global {
-            return Ok(None);
-        }
-        let stored = store::get(&self.db, None, &item.id, None)
-            .await?
-            .ok_or(Error::NotFound)?;
-        Ok(stored.tenant.map(TenantId::from_raw))
     }
 
     async fn owned<'s>(&self, state: &'s State, owner: Owner<'_>) -> Result<Resolved<'s>> {
@@ -746,11 +738,13 @@ impl Library {
         })
     }
 
-    /// Puts the current version of `id` into its owner's index.
-    async fn reindex(&self, state: &State, owner: Owner<'_>, id: &str) -> Result<()> {
+    /// Puts the current version of `id` into its owner's index, and
+    /// answers it as the API shows it.
+    async fn reindex(&self, state: &State, owner: Owner<'_>, id: &str) -> Result<Item> {
         let Some(mut stored) = store::get(&self.db, owner_tenant(owner), id, None).await? else {
-            return Ok(());
+            return Err(Error::NotFound);
         };
+        let item = Item::from(&stored);
         let owned = self.owned(state, owner).await?;
         index(&owned.shard, &stored, state.embedder.is_some())?;
         owned.shard.commit()?;
@@ -760,7 +754,7 @@ impl Library {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id.to_owned(), stored);
-        Ok(())
+        Ok(item)
     }
 
     /// (served from the library, all) generation requests since `since`.
@@ -793,21 +787,11 @@ fn owner_tenant<'a>(owner: Owner<'a>) -> Option<&'a TenantId> {
 }
 
 fn check_filter(p: &SearchParams) -> Result<()> {
-    if let Some(l) = &p.language
-        && !LANGUAGES.contains(&l.as_str())
-    {
-        return Err(Error::Invalid(format!(
-            "language: {l:?} is not one of {}",
-            LANGUAGES.join(", ")
-        )));
+    if let Some(l) = &p.language {
+        item::one_of("language", l, &LANGUAGES)?;
     }
-    if let Some(k) = &p.kind
-        && !KINDS.contains(&k.as_str())
-    {
-        return Err(Error::Invalid(format!(
-            "kind: {k:?} is not one of {}",
-            KINDS.join(", ")
-        )));
+    if let Some(k) = &p.kind {
+        item::one_of("kind", k, &KINDS)?;
     }
     if p.min_quality.is_some_and(|q| !(0.0..=1.0).contains(&q)) {
         return Err(Error::Invalid("min_quality: between 0 and 1".into()));

@@ -464,13 +464,7 @@ async fn check(
     Json(body): Json<CheckBody>,
 ) -> ApiResult<axum::Json<Value>> {
     viewer(&auth)?;
-    if !library::LANGUAGES.contains(&body.language.as_str()) {
-        return Err(ApiError::invalid(format!(
-            "language: {:?} is not one of {}",
-            body.language,
-            library::LANGUAGES.join(", ")
-        )));
-    }
+    library::one_of("language", &body.language, &library::LANGUAGES)?;
     if body.code.len() > 200_000 {
         return Err(ApiError::invalid("code: at most 200,000 bytes"));
     }

@@ -94,20 +94,8 @@ impl ItemInput {
         if self.description.chars().count() > 4_000 {
             return bad("description: at most 4,000 characters".into());
         }
-        if !LANGUAGES.contains(&self.language.as_str()) {
-            return bad(format!(
-                "language: {:?} is not one of {}",
-                self.language,
-                LANGUAGES.join(", ")
-            ));
-        }
-        if !KINDS.contains(&self.kind.as_str()) {
-            return bad(format!(
-                "kind: {:?} is not one of {}",
-                self.kind,
-                KINDS.join(", ")
-            ));
-        }
+        one_of("language", &self.language, &LANGUAGES)?;
+        one_of("kind", &self.kind, &KINDS)?;
         if self.tags.len() > 20 {
             return bad("tags: at most 20".into());
         }
@@ -179,6 +167,17 @@ impl ItemInput {
         }
         (code, unfilled)
     }
+}
+
+/// Refuses a `field` whose `value` is not one of `allowed`, naming them.
+pub fn one_of(field: &str, value: &str, allowed: &[&str]) -> Result<(), Error> {
+    if allowed.contains(&value) {
+        return Ok(());
+    }
+    Err(Error::Invalid(format!(
+        "{field}: {value:?} is not one of {}",
+        allowed.join(", ")
+    )))
 }
 
 pub fn code_hash(code: &str) -> String {

@@ -134,13 +134,8 @@ impl Library {
             }
             _ => return Err(Error::Invalid("give either url or text".into())),
         };
-        if let Some(l) = &req.language
-            && !super::LANGUAGES.contains(&l.as_str())
-        {
-            return Err(Error::Invalid(format!(
-                "language: {l:?} is not one of {}",
-                super::LANGUAGES.join(", ")
-            )));
+        if let Some(l) = &req.language {
+            super::one_of("language", l, &super::LANGUAGES)?;
         }
         let format = extract::sniff(content_type.as_deref(), &body);
         let blocks = extract::extract(&body, format);

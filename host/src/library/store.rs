@@ -24,6 +24,15 @@ impl Owner<'_> {
         }
     }
 
+    /// The condition on `column` that keeps `owner`'s rows, the tenant
+    /// bound at `$param`.
+    fn filter(&self, column: &str, param: usize) -> String {
+        match self {
+            Owner::Global => format!("{column} IS NULL"),
+            Owner::Tenant(_) => format!("{column} = ${param}"),
+        }
+    }
+
     fn tenant(&self) -> Option<&str> {
         match self {
             Owner::Global => None,
@@ -99,10 +108,7 @@ fn to_json<T: serde::Serialize>(v: &T) -> String {
 /// the global ones for a tenant).
 pub async fn current(db: &Db, owner: Owner<'_>) -> Result<Vec<Stored>, db::Error> {
     let mut tx = db.begin(owner.scope(), Mode::Read).await?;
-    let filter = match owner {
-        Owner::Global => "i.tenant_id IS NULL",
-        Owner::Tenant(_) => "i.tenant_id = $1",
-    };
+    let filter = owner.filter("i.tenant_id", 1);
     let sql = format!(
         "SELECT {COLS} FROM library_items i JOIN library_versions v \
          ON v.item_id = i.id AND v.version = i.current_version \
@@ -259,10 +265,7 @@ pub async fn add_version(
 ) -> Result<Option<i64>, db::Error> {
     let now = now_ms();
     let mut tx = db.begin(owner.scope(), Mode::Write).await?;
-    let filter = match owner {
-        Owner::Global => "tenant_id IS NULL",
-        Owner::Tenant(_) => "tenant_id = $3",
-    };
+    let filter = owner.filter("tenant_id", 3);
     let sql = format!(
         "UPDATE library_items SET current_version = current_version + 1, updated_at = $2 \
          WHERE id = $1 AND deleted_at IS NULL AND {filter} RETURNING current_version"
@@ -304,10 +307,7 @@ pub async fn set_embedding(
 /// Marks item `id` of `owner` deleted (its versions stay); whether it was live.
 pub async fn delete(db: &Db, owner: Owner<'_>, id: &str) -> Result<bool, db::Error> {
     let mut tx = db.begin(owner.scope(), Mode::Write).await?;
-    let filter = match owner {
-        Owner::Global => "tenant_id IS NULL",
-        Owner::Tenant(_) => "tenant_id = $3",
-    };
+    let filter = owner.filter("tenant_id", 3);
     let sql = format!(
         "UPDATE library_items SET deleted_at = $2, updated_at = $2 \
          WHERE id = $1 AND deleted_at IS NULL AND {filter}"
