@@ -84,12 +84,19 @@ impl App {
             secrets.clone(),
             billing.clone(),
         ));
+        let library = Arc::new(Library::new(
+            db.clone(),
+            config.library.clone(),
+            config.data_dir.clone(),
+            config.cache_dir(),
+        ));
         let services = Arc::new(Services {
             storage: storage.clone(),
             events: events.clone(),
             search: search.clone(),
             llm: llm.clone(),
             messaging: messaging.clone(),
+            library: library.clone(),
         });
         let runtime = Runtime::new(
             config.runtime.clone(),
@@ -99,12 +106,6 @@ impl App {
             services,
         )?;
         let (meter, _writer) = Meter::start(db.clone(), &config.metering);
-        let library = Arc::new(Library::new(
-            db.clone(),
-            config.library.clone(),
-            config.data_dir.clone(),
-            config.cache_dir(),
-        ));
         let app = Arc::new(Self {
             tenants: Tenants::new(db.clone()),
             users: Users::new(db.clone(), TokenSigner::new(&secret)),

@@ -10,6 +10,7 @@ mod config;
 mod docs;
 mod events;
 mod kv;
+mod library;
 mod llm;
 mod log;
 mod logbuf;
@@ -35,16 +36,17 @@ pub struct Services {
     pub search: Arc<Search>,
     pub llm: Arc<crate::llm::Gateway>,
     pub messaging: Arc<crate::messaging::Messaging>,
+    pub library: Arc<crate::library::Library>,
 }
 
 /// Host bindings generated from each `wit/platform@*` version this host
 /// runs. Each version has its own traits; the implementations of the
 /// interfaces both versions share are written once (see `kv.rs`).
 pub mod bindings {
-    /// `weft:platform@0.4.0`: adds the outbox (`outbox`).
-    pub mod v0_4 {
+    /// `weft:platform@0.5.0`: adds the code library (`library`).
+    pub mod v0_5 {
         wasmtime::component::bindgen!({
-            path: "../wit/platform@0.4.0",
+            path: "../wit/platform@0.5.0",
             world: "plugin",
             imports: { default: async | trappable },
             exports: { default: async },
@@ -58,8 +60,29 @@ pub mod bindings {
         });
     }
 
+    /// `weft:platform@0.4.0`: adds the outbox (`outbox`). Its types are
+    /// the same shape as 0.5.0's and are bound to them.
+    pub mod v0_4 {
+        wasmtime::component::bindgen!({
+            path: "../wit/platform@0.4.0",
+            world: "plugin",
+            imports: { default: async | trappable },
+            exports: { default: async },
+            trappable_error_type: {
+                "weft:platform/kv.error" => crate::storage::Error,
+                "weft:platform/docs.error" => crate::storage::Error,
+                "weft:platform/events.error" => crate::events::PublishError,
+                "weft:platform/search.error" => crate::search::Error,
+                "weft:platform/outbox.error" => crate::messaging::SendError,
+            },
+            with: {
+                "weft:platform/types": super::v0_5::weft::platform::types,
+            },
+        });
+    }
+
     /// `weft:platform@0.3.0`: adds the LLM gateway (`llm`). Its types are
-    /// the same shape as 0.4.0's and are bound to them.
+    /// the same shape as 0.5.0's and are bound to them.
     pub mod v0_3 {
         wasmtime::component::bindgen!({
             path: "../wit/platform@0.3.0",
@@ -73,13 +96,13 @@ pub mod bindings {
                 "weft:platform/search.error" => crate::search::Error,
             },
             with: {
-                "weft:platform/types": super::v0_4::weft::platform::types,
+                "weft:platform/types": super::v0_5::weft::platform::types,
             },
         });
     }
 
     /// `weft:platform@0.2.0`: adds events, search and the event and
-    /// schedule handlers. Its types are bound to 0.4.0's.
+    /// schedule handlers. Its types are bound to 0.5.0's.
     pub mod v0_2 {
         wasmtime::component::bindgen!({
             path: "../wit/platform@0.2.0",
@@ -93,7 +116,7 @@ pub mod bindings {
                 "weft:platform/search.error" => crate::search::Error,
             },
             with: {
-                "weft:platform/types": super::v0_4::weft::platform::types,
+                "weft:platform/types": super::v0_5::weft::platform::types,
             },
         });
     }
@@ -110,13 +133,13 @@ pub mod bindings {
                 "weft:platform/docs.error" => crate::storage::Error,
             },
             with: {
-                "weft:platform/types": super::v0_4::weft::platform::types,
+                "weft:platform/types": super::v0_5::weft::platform::types,
             },
         });
     }
 }
 
-pub use bindings::v0_4::weft::platform::types;
+pub use bindings::v0_5::weft::platform::types;
 
 /// The one (tenant, plugin) pair a Store is bound to.
 #[derive(Debug, Clone)]
@@ -364,6 +387,7 @@ impl Capabilities {
         get: fn(&mut T) -> &mut Capabilities,
     ) -> wasmtime::Result<()> {
         use wasmtime::component::HasSelf;
+        bindings::v0_5::Plugin::add_to_linker::<T, HasSelf<Capabilities>>(linker, get)?;
         bindings::v0_4::Plugin::add_to_linker::<T, HasSelf<Capabilities>>(linker, get)?;
         bindings::v0_3::Plugin::add_to_linker::<T, HasSelf<Capabilities>>(linker, get)?;
         bindings::v0_2::Plugin::add_to_linker::<T, HasSelf<Capabilities>>(linker, get)?;

@@ -23,7 +23,7 @@ use wasmtime::{
 pub use call::{Batch, CallError, CallOutcome, CallRequest, CallStats, Invocation, Reply};
 pub use limits::EffectiveLimits;
 
-use crate::capabilities::bindings::{v0_1, v0_2, v0_3, v0_4};
+use crate::capabilities::bindings::{v0_1, v0_2, v0_3, v0_4, v0_5};
 use crate::capabilities::{Capabilities, Services};
 use crate::catalog::{self, Catalog, Manifest};
 use crate::config::RuntimeConfig;
@@ -280,7 +280,8 @@ impl Runtime {
             "0.1.0" => call::Pre::V0_1(v0_1::PluginPre::new(instance_pre).map_err(invalid)?),
             "0.2.0" => call::Pre::V0_2(v0_2::PluginPre::new(instance_pre).map_err(invalid)?),
             "0.3.0" => call::Pre::V0_3(v0_3::PluginPre::new(instance_pre).map_err(invalid)?),
-            _ => call::Pre::V0_4(v0_4::PluginPre::new(instance_pre).map_err(invalid)?),
+            "0.4.0" => call::Pre::V0_4(v0_4::PluginPre::new(instance_pre).map_err(invalid)?),
+            _ => call::Pre::V0_5(v0_5::PluginPre::new(instance_pre).map_err(invalid)?),
         };
         let limits = EffectiveLimits::new(&manifest.limits, &self.config);
         Ok(LoadedPlugin {

@@ -1,4 +1,4 @@
-//! The Weft plugin SDK: write a plugin against `weft:platform@0.4.0` in
+//! The Weft plugin SDK: write a plugin against `weft:platform@0.5.0` in
 //! plain Rust.
 //!
 //! A plugin is a type implementing [`Plugin`], exported with [`plugin!`]:
@@ -25,7 +25,7 @@
 //! the manifest's `capabilities` must list exactly what the code touches.
 //!
 //! Capabilities are in [`kv`], [`docs`], [`config`], [`log`], [`events`],
-//! [`search`], [`llm`] and [`outbox`]; the raw generated bindings are in [`bindings`] for anything
+//! [`search`], [`llm`], [`outbox`] and [`library`]; the raw generated bindings are in [`bindings`] for anything
 //! the wrappers leave out. A plugin that subscribes to events or declares
 //! schedules overrides [`Plugin::on_event`] / [`Plugin::on_schedule`].
 
@@ -45,16 +45,16 @@ extern crate self as weft_sdk;
 pub mod bindings {
     wit_bindgen::generate!({
         world: "plugin",
-        path: "../wit/platform@0.4.0",
+        path: "../wit/platform@0.5.0",
         pub_export_macro: true,
         default_bindings_module: "weft_sdk::bindings",
         // Plugins depend on this crate only, so the generated code must reach
         // the wit-bindgen runtime through it.
         runtime_path: "weft_sdk::__private::wit_bindgen::rt",
         additional_type_attributes: {
-            "weft:platform/types@0.4.0/principal": [#[derive(serde::Serialize)]],
-            "weft:platform/types@0.4.0/role": [#[derive(serde::Serialize)] #[serde(rename_all = "snake_case")]],
-            "weft:platform/types@0.4.0/credential-kind": [#[derive(serde::Serialize)] #[serde(rename_all = "snake_case")]],
+            "weft:platform/types@0.5.0/principal": [#[derive(serde::Serialize)]],
+            "weft:platform/types@0.5.0/role": [#[derive(serde::Serialize)] #[serde(rename_all = "snake_case")]],
+            "weft:platform/types@0.5.0/credential-kind": [#[derive(serde::Serialize)] #[serde(rename_all = "snake_case")]],
         },
     });
 }
@@ -63,6 +63,7 @@ pub mod config;
 pub mod docs;
 pub mod events;
 pub mod kv;
+pub mod library;
 pub mod llm;
 pub mod log;
 pub mod outbox;

@@ -76,7 +76,7 @@ async fn operator_commands_set_up_a_tenant_end_to_end() {
         .find(|(n, _, _)| *n == "undeclared")
         .expect("undeclared");
     let (ok, _, err) = weft(data, &["plugin", "install", undeclared.1, undeclared.2]);
-    assert!(!ok && err.contains("weft:platform/docs@0.4.0"), "{err}");
+    assert!(!ok && err.contains("weft:platform/docs@0.5.0"), "{err}");
     assert!(
         run(&["plugin", "enable", "--tenant", "acme", "hostile"])
             .contains("hostile enabled for acme")

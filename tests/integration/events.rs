@@ -383,6 +383,42 @@ both_engines!(
 );
 
 both_engines!(
+    plugins_of_the_fourth_wit_release_still_run_beside_the_fifth,
+    async |s: &Server| {
+        s.install_test_plugin("legacy4").await;
+        let t = setup(s, "legacy4", &["legacy4"]).await;
+        for n in 1..=2 {
+            let (status, body) = s
+                .post("/t/legacy4/p/legacy4/count", Some(&t.api_key), json!({}))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(
+                (body["count"].as_i64(), body["status"].as_str()),
+                (Some(n), Some("none")),
+                "{body}"
+            );
+        }
+        // 0.4.0 has no library import: a manifest asking for it is refused.
+        let (manifest, component) = weft::bundled::test_plugin("legacy4").expect("built");
+        let manifest = manifest
+            .replace("version = \"0.1.0\"\nwit", "version = \"0.1.1\"\nwit")
+            .replace(
+                "capabilities = [\"kv\", \"outbox\"]",
+                "capabilities = [\"kv\", \"outbox\", \"library\"]",
+            );
+        let (status, body) = s.install(&manifest, &component).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("0.5.0"),
+            "{body}"
+        );
+    }
+);
+
+both_engines!(
     plugins_of_the_first_wit_release_still_run,
     async |s: &Server| {
         s.install_test_plugin("legacy").await;

@@ -14,6 +14,7 @@ mod hostile;
 mod isolation;
 mod library;
 mod library_generate;
+mod library_plugin;
 mod llm;
 mod llm_keys;
 mod llm_plugin;

@@ -16,7 +16,7 @@ both_engines!(undeclared_import_is_refused_by_name, async |s: &Server| {
     assert!(
         body["error"]["message"]
             .as_str()
-            .is_some_and(|m| m.contains("weft:platform/docs@0.4.0")),
+            .is_some_and(|m| m.contains("weft:platform/docs@0.5.0")),
         "the message names the import: {body}"
     );
     let (_, plugins) = s.get("/v1/plugins", Some(&s.root_token)).await;

@@ -92,3 +92,4 @@ for_version!(v0_1);
 for_version!(v0_2);
 for_version!(v0_3);
 for_version!(v0_4);
+for_version!(v0_5);

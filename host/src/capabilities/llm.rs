@@ -16,7 +16,7 @@ use crate::llm::{self, Caller, Gateway};
 
 impl Capabilities {
     /// The caller the gateway bills and limits.
-    fn llm_caller(&self) -> Caller {
+    pub(super) fn llm_caller(&self) -> Caller {
         Caller {
             tenant: self.binding.tenant.clone(),
             user: self
@@ -48,11 +48,21 @@ impl Capabilities {
         F: FnOnce(Arc<Gateway>, Caller) -> Fut,
         Fut: Future<Output = llm::Result<T>> + Send + 'static,
     {
+        let work = work(self.services.llm.clone(), self.llm_caller());
+        self.wait_outside_guest(work).await
+    }
+
+    /// Runs `work` (host work the call waits for: a model, the library) in
+    /// a task of its own, so a call dropped mid-way does not cut it short,
+    /// and keeps the wait out of the call's wall-clock budget.
+    pub(super) async fn wait_outside_guest<T: Send + 'static>(
+        &mut self,
+        work: impl Future<Output = T> + Send + 'static,
+    ) -> wasmtime::Result<T> {
         let started = Instant::now();
-        let task = tokio::spawn(work(self.services.llm.clone(), self.llm_caller()));
-        let out = task.await;
+        let out = tokio::spawn(work).await;
         self.outside_guest += started.elapsed();
-        out.map_err(|e| wasmtime::format_err!("the gateway task failed: {e}"))
+        out.map_err(|e| wasmtime::format_err!("the host task failed: {e}"))
     }
 }
 
@@ -252,3 +262,4 @@ impl wit::Host for Capabilities {
 
 for_version!(v0_3);
 for_version!(v0_4);
+for_version!(v0_5);

@@ -132,3 +132,4 @@ macro_rules! for_version {
 }
 
 for_version!(v0_4);
+for_version!(v0_5);

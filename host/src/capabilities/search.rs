@@ -174,3 +174,4 @@ macro_rules! for_version {
 for_version!(v0_2);
 for_version!(v0_3);
 for_version!(v0_4);
+for_version!(v0_5);

@@ -9,7 +9,7 @@ use super::{Error, Result};
 use crate::tenancy::Role;
 
 /// The WIT package versions this host can run.
-pub const SUPPORTED_WIT: &[&str] = &["0.1.0", "0.2.0", "0.3.0", "0.4.0"];
+pub const SUPPORTED_WIT: &[&str] = &["0.1.0", "0.2.0", "0.3.0", "0.4.0", "0.5.0"];
 
 /// A parsed, validated manifest.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -66,6 +66,8 @@ pub enum Capability {
     Llm,
     /// `weft:platform@0.4.0` and later.
     Outbox,
+    /// `weft:platform@0.5.0` and later.
+    Library,
 }
 
 impl Capability {
@@ -80,6 +82,7 @@ impl Capability {
             Capability::Search => "search",
             Capability::Llm => "llm",
             Capability::Outbox => "outbox",
+            Capability::Library => "library",
         }
     }
 
@@ -90,6 +93,7 @@ impl Capability {
             Capability::Events | Capability::Search => "0.2.0",
             Capability::Llm => "0.3.0",
             Capability::Outbox => "0.4.0",
+            Capability::Library => "0.5.0",
         }
     }
 

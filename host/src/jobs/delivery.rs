@@ -289,10 +289,12 @@ async fn record_alone(
     Ok(())
 }
 
-/// Whether the plugin may call the LLM gateway, which it must do before its
-/// first write: its handlers cannot run inside an open batch transaction.
+/// Whether the plugin may call the LLM gateway or the code library, which
+/// it must do before its first write: its handlers cannot run inside an
+/// open batch transaction.
 fn uses_llm(manifest: &crate::catalog::Manifest) -> bool {
-    manifest.plugin.capabilities.contains(&Capability::Llm)
+    let caps = &manifest.plugin.capabilities;
+    caps.contains(&Capability::Llm) || caps.contains(&Capability::Library)
 }
 
 /// Deliveries of one tenant to one subscriber, in claim order, with their events.

@@ -12,7 +12,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::limits::MemoryLimiter;
 use super::{LoadedPlugin, Runtime};
-use crate::capabilities::bindings::{v0_1, v0_2, v0_3, v0_4};
+use crate::capabilities::bindings::{v0_1, v0_2, v0_3, v0_4, v0_5};
 use crate::capabilities::{Binding, Capabilities, LogBuffer, types};
 use crate::ids::now_ms;
 use crate::metering::{Meter, UsageEvent};
@@ -257,6 +257,7 @@ pub(super) enum Pre {
     V0_2(v0_2::PluginPre<StoreData>),
     V0_3(v0_3::PluginPre<StoreData>),
     V0_4(v0_4::PluginPre<StoreData>),
+    V0_5(v0_5::PluginPre<StoreData>),
 }
 
 /// Calls the export `invocation` names on an instance of a WIT version
@@ -284,6 +285,10 @@ impl Pre {
         invocation: Option<&Invocation>,
     ) -> wasmtime::Result<Option<Reply>> {
         match self {
+            Pre::V0_5(pre) => {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                handlers!(instance, store, invocation)
+            }
             Pre::V0_4(pre) => {
                 let instance = pre.instantiate_async(&mut *store).await?;
                 handlers!(instance, store, invocation)
