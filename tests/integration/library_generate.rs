@@ -71,7 +71,7 @@ llm_test!(
         assert_eq!(item["uses"], 1, "serving counts a use: {item}");
 
         // A miss without credits: refused before the call, and not counted.
-        let miss = json!({"request": "zorblax frobnicator with wombat invoice numbering", "language": "rust"});
+        let miss = json!({"request": "zorblax frobnicator quux telemetry with a wombat", "language": "rust"});
         let (status, body) = s
             .post("/v1/library/generate", Some(key), miss.clone())
             .await;

@@ -185,7 +185,7 @@ llm_test!(
         assert!(fake.requests().is_empty(), "a hit calls no model");
 
         // A miss without credits is refused before any model call.
-        let miss = json!({"request": "zorblax frobnicator with wombat invoice numbering", "language": "rust"});
+        let miss = json!({"request": "zorblax frobnicator quux telemetry with a wombat", "language": "rust"});
         let (status, body) = post(s, &t, "/generate", miss.clone()).await;
         assert_eq!(
             (status, code(&body)),
@@ -208,7 +208,7 @@ llm_test!(
             &t,
             "/generate",
             json!({
-                "request": "zorblax frobnicator with wombat invoice numbering",
+                "request": "zorblax frobnicator quux telemetry with a wombat",
                 "language": "rust",
                 "save": true,
                 "model": "gpt-4o-mini",

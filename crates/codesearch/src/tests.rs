@@ -160,7 +160,12 @@ fn the_semantic_ratio_moves_the_ranking_between_the_two_lists() {
     let sem = search(&[&s], &request(text, &filter, Some(&q), 1.0)).expect("search");
     assert_eq!(sem[0].key, "shutdown", "ratio 1 is meaning only");
     assert!(sem.iter().all(|m| m.why.keyword.is_none()));
-    assert!((sem[0].confidence - 1.0).abs() < 1e-6);
+    let why = sem[0].why.semantic.as_ref().expect("semantic why");
+    assert!(
+        (why.similarity - 1.0).abs() < 1e-6 && why.margin > 0.9,
+        "the only close item stands far from the rest: {why:?}"
+    );
+    assert!(sem[0].confidence > 0.0 && sem[0].confidence < 1.0);
     let mostly_kw = search(&[&s], &request(text, &filter, Some(&q), 0.3)).expect("search");
     assert_eq!(mostly_kw[0].key, "upsert");
     let mostly_sem = search(&[&s], &request(text, &filter, Some(&q), 0.7)).expect("search");
@@ -312,4 +317,51 @@ fn a_small_shard_is_scored_with_the_statistics_of_all_searched() {
     .expect("search");
     assert_eq!(found[0].key, "mine", "{found:?}");
     assert_eq!(found[1].key, "shutdown");
+}
+
+#[test]
+fn confidence_grows_with_every_piece_of_evidence() {
+    let base = Evidence {
+        similarity: 0.45,
+        coverage: 0.6,
+        first_in_both: false,
+        margin: 0.0,
+    };
+    let c = confidence(&base);
+    assert!(c > 0.0 && c < 1.0, "{c}");
+    for better in [
+        Evidence {
+            similarity: 0.6,
+            ..base
+        },
+        Evidence {
+            coverage: 1.0,
+            ..base
+        },
+        Evidence {
+            first_in_both: true,
+            ..base
+        },
+        Evidence {
+            margin: 0.1,
+            ..base
+        },
+    ] {
+        assert!(confidence(&better) > c, "{better:?}");
+    }
+    // A close item holding every query term is a hit at the default
+    // threshold; a vague one holding a few is not.
+    let sure = Evidence {
+        similarity: 0.55,
+        coverage: 1.0,
+        first_in_both: true,
+        margin: 0.05,
+    };
+    let vague = Evidence {
+        similarity: 0.3,
+        coverage: 0.3,
+        first_in_both: false,
+        margin: -0.05,
+    };
+    assert!(confidence(&sure) >= 0.6 && confidence(&vague) < 0.6);
 }

@@ -221,4 +221,104 @@ fn hybrid_beats_keywords_and_meaning_alone_on_the_held_out_queries() {
         keyword.recall,
         semantic.recall
     );
+
+    let misses = miss_queries();
+    let miss_vectors = model.embed(&misses).expect("embed misses");
+    hit_rate(&shard, &queries, &misses, &miss_vectors);
+}
+
+/// Requests the seed library has no right answer for
+/// (`tests/data/library-calibration/misses.json`).
+fn miss_queries() -> Vec<String> {
+    let path = root().join("tests/data/library-calibration/misses.json");
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("read misses")).expect("misses")
+}
+
+/// The hit threshold of search-first generation (the host's default).
+const HIT_THRESHOLD: f32 = 0.6;
+
+/// Search-first generation's hit rate over the seed library: the share of
+/// the held-out queries whose best match reaches the threshold, how many of
+/// those are judged relevant, and how many unanswerable requests are
+/// served anyway. With `WEFT_EVAL_DUMP=file` the best match's evidence of
+/// every query is written as JSON lines, for `scripts/fit-confidence.py`.
+fn hit_rate(
+    shard: &Shard,
+    queries: &[(Judgement, Vec<f32>)],
+    misses: &[String],
+    miss_vectors: &[Vec<f32>],
+) {
+    let filter = Filter::default();
+    let best = |text: &str, vector: &[f32]| {
+        let request = Request {
+            text,
+            embedding: Some(vector),
+            filter: &filter,
+            semantic_ratio: DEFAULT_SEMANTIC_RATIO,
+            limit: 5,
+            explain: false,
+            exact: true,
+        };
+        search(&[shard], &request)
+            .expect("search")
+            .into_iter()
+            .next()
+    };
+    let mut dump = String::new();
+    let mut row = |set: &str, m: &weft_codesearch::Match, relevant: bool| {
+        let keyword = m.why.keyword.as_ref();
+        let semantic = m.why.semantic.as_ref();
+        dump.push_str(
+            &serde_json::json!({
+                "set": set,
+                "relevant": relevant,
+                "confidence": m.confidence,
+                "similarity": semantic.map(|s| s.similarity),
+                "margin": semantic.map(|s| s.margin),
+                "coverage": keyword.and_then(|k| k.term_coverage),
+                "first_in_both": keyword.is_some_and(|k| k.rank == 1) && semantic.is_some_and(|s| s.rank == 1),
+            })
+            .to_string(),
+        );
+        dump.push('\n');
+    };
+    let (mut served, mut right) = (0usize, 0usize);
+    for (j, vector) in queries {
+        let Some(top) = best(&j.query, vector) else {
+            continue;
+        };
+        let relevant = j.relevant.contains(&top.key);
+        row(&j.set, &top, relevant);
+        if top.confidence >= HIT_THRESHOLD {
+            served += 1;
+            right += usize::from(relevant);
+        }
+    }
+    let mut wrongly_served = 0usize;
+    for (i, (text, vector)) in misses.iter().zip(miss_vectors).enumerate() {
+        let Some(top) = best(text, vector) else {
+            continue;
+        };
+        row(if i % 2 == 0 { "miss-a" } else { "miss-b" }, &top, false);
+        wrongly_served += usize::from(top.confidence >= HIT_THRESHOLD);
+    }
+    if let Some(path) = std::env::var_os("WEFT_EVAL_DUMP") {
+        std::fs::write(path, dump).expect("write the dump");
+    }
+    let n = queries.len() as f64;
+    let hit_rate = served as f64 / n;
+    let precision = right as f64 / served.max(1) as f64;
+    println!(
+        "  hit rate at {HIT_THRESHOLD}: {:.1} % of {} queries served, {:.1} % of those relevant; {wrongly_served} of {} unanswerable requests served",
+        100.0 * hit_rate,
+        queries.len(),
+        100.0 * precision,
+        misses.len()
+    );
+    assert!(hit_rate > 0.6, "hit rate {hit_rate:.3} (target > 0.6)");
+    assert!(precision >= 0.85, "served items relevant {precision:.3}");
+    assert!(
+        wrongly_served * 10 <= misses.len(),
+        "{wrongly_served} unanswerable requests served"
+    );
 }
