@@ -85,6 +85,12 @@ llm_test!(
         assert_eq!(generated["served_by"], "llm", "{generated}");
         assert!(generated["confidence"].as_f64() < generated["threshold"].as_f64());
         assert!(generated["save_offer"]["code"].is_string(), "{generated}");
+        assert!(
+            generated["check"]["checked"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|id| id == "SEC-002")),
+            "a miss's code is checked against the rules that apply: {generated}"
+        );
         let requests = fake.requests();
         assert_eq!(requests.len(), 1, "one model call");
         let prompt = requests[0].body.to_string();
@@ -479,3 +485,90 @@ fn page_port() -> u16 {
         rx.recv().expect("page server port")
     })
 }
+
+llm_test!(
+    the_model_reviews_the_rules_no_static_check_decides,
+    no_tweak,
+    async |s: &Server, fake: &FakeLlm| {
+        let t = s.tenant("acme").await;
+        let key = Some(t.api_key.as_str());
+        let code = "async fn get(id: i64, db: &Db) -> Row {\n    db.fetch(\"SELECT * FROM notes WHERE id = $1\", id).await\n}\n";
+        let body = json!({"code": code, "language": "rust"});
+        // Static checks only: the review rules are listed as pending.
+        let (status, plain) = s.post("/v1/library/check", key, body.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{plain}");
+        let pending = plain["report"]["needs_review"]
+            .as_array()
+            .expect("pending")
+            .clone();
+        assert!(pending.iter().any(|id| id == "SEC-009"), "{plain}");
+        assert!(plain["review"].is_null() && fake.requests().is_empty());
+
+        let mut review = body.clone();
+        review["review"] = json!(true);
+        review["model"] = json!("gpt-4o-mini");
+        // Billed: refused without credits, before any call.
+        let (status, refused) = s.post("/v1/library/check", key, review.clone()).await;
+        assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{refused}");
+        assert!(fake.requests().is_empty());
+        // The operator has no tenant to bill.
+        let (status, body_op) = s
+            .post("/v1/library/check", Some(&s.root_token), review.clone())
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body_op}");
+
+        grant(s, &t, "100").await;
+        fake.script(
+            "gpt-4o-mini",
+            weft_llm_wire::fake::Script::new().reply(
+                "```json\n{\"violations\": [{\"rule_id\": \"SEC-009\", \"line\": 2, \"reason\": \"reads a note by id alone\"}, {\"rule_id\": \"MADE-UP-1\", \"line\": 1, \"reason\": \"not asked\"}]}\n```",
+            ),
+        );
+        let (status, reviewed) = s.post("/v1/library/check", key, review.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{reviewed}");
+        assert_eq!(reviewed["review"]["status"], "ok", "{reviewed}");
+        let found = reviewed["review"]["violations"]
+            .as_array()
+            .expect("violations");
+        assert_eq!(
+            found.len(),
+            1,
+            "only rules asked about are kept: {reviewed}"
+        );
+        assert_eq!(found[0]["rule_id"], "SEC-009");
+        assert_eq!(found[0]["line"], 2);
+        assert!(
+            found[0]["excerpt"]
+                .as_str()
+                .unwrap_or("")
+                .contains("WHERE id = $1")
+        );
+        assert_eq!(reviewed["clean"], false);
+        assert_eq!(reviewed["has_errors"], true, "SEC-009 is an error rule");
+        assert!(
+            reviewed["review"]["cost_micro_credits"].as_i64() > Some(0),
+            "{reviewed}"
+        );
+        assert!(
+            reviewed["report"]["needs_review"]
+                .as_array()
+                .is_some_and(Vec::is_empty),
+            "every pending rule was reviewed: {reviewed}"
+        );
+        let prompt = fake.requests()[0].body.to_string();
+        assert!(
+            prompt.contains("SEC-009") && prompt.contains("WHERE id = $1"),
+            "{prompt}"
+        );
+
+        // An answer that is not the JSON asked for leaves the rules pending.
+        fake.script(
+            "gpt-4o-mini",
+            weft_llm_wire::fake::Script::new().reply("Looks fine to me."),
+        );
+        let (status, unread) = s.post("/v1/library/check", key, review).await;
+        assert_eq!(status, StatusCode::OK, "{unread}");
+        assert_eq!(unread["review"]["status"], "unreadable", "{unread}");
+        assert_eq!(unread["report"]["needs_review"], json!(pending), "{unread}");
+    }
+);

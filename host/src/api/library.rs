@@ -454,28 +454,66 @@ struct CheckBody {
     language: String,
     #[serde(default)]
     tags: Vec<String>,
+    /// Also have the LLM gateway review the rules no static check decides
+    /// (billed to the caller's tenant).
+    #[serde(default)]
+    review: bool,
+    /// A catalog model for the review.
+    model: Option<String>,
 }
 
 #[utoipa::path(post, path = "/v1/library/check", tag = "library", security(("bearer" = [])), request_body = CheckBody,
-    responses((status = 200, description = "Which applicable constraints the code violates (static checks), and which need a review"), (status = 400, body = ErrorBody)))]
+    responses((status = 200, description = "Which applicable constraints the code violates (static checks, and with `review` the LLM's review of the others), and which still need a review"), (status = 400, body = ErrorBody), (status = 402, body = ErrorBody)))]
 async fn check(
     State(app): State<Arc<App>>,
     auth: Auth,
     Json(body): Json<CheckBody>,
 ) -> ApiResult<axum::Json<Value>> {
-    viewer(&auth)?;
+    let tenant = viewer(&auth)?;
     library::one_of("language", &body.language, &library::LANGUAGES)?;
     if body.code.len() > 200_000 {
         return Err(ApiError::invalid("code: at most 200,000 bytes"));
     }
-    let report = app
+    let mut report = app
         .library
         .constraints()
         .check(&body.code, &body.language, &body.tags);
+    let review = match (body.review, tenant) {
+        (false, _) => None,
+        (true, None) => {
+            return Err(ApiError::invalid(
+                "review: needs a tenant's caller (the model call is billed to the tenant)",
+            ));
+        }
+        (true, Some(tenant)) => {
+            let caller = Caller {
+                tenant,
+                user: auth.0.id.clone(),
+                plugin: None,
+            };
+            app.library
+                .review(
+                    &app.llm,
+                    &caller,
+                    &body.code,
+                    &body.language,
+                    body.model,
+                    &mut report,
+                )
+                .await?
+        }
+    };
+    let reviewed_errors = review.as_ref().is_some_and(|r| {
+        r.violations
+            .iter()
+            .any(|v| v.severity == weft_constraints::Severity::Error)
+    });
+    let reviewed_clean = review.as_ref().is_none_or(|r| r.violations.is_empty());
     Ok(axum::Json(json!({
-        "clean": report.violations.is_empty(),
-        "has_errors": report.has_errors(),
+        "clean": report.violations.is_empty() && reviewed_clean,
+        "has_errors": report.has_errors() || reviewed_errors,
         "report": report,
+        "review": review,
     })))
 }
 

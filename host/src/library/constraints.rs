@@ -100,6 +100,11 @@ impl Constraints {
         weft_constraints::prompt_section(&rules)
     }
 
+    /// The rule with `id`, if a document in force has it.
+    pub fn rule(&self, id: &str) -> Option<&weft_constraints::Rule> {
+        self.set.rule(id)
+    }
+
     pub fn check(&self, code: &str, language: &str, tags: &[String]) -> Report {
         self.set.check(code, language, tags)
     }

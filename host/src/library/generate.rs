@@ -69,6 +69,11 @@ pub struct Generated {
     /// For a miss not saved: the body to `POST /v1/library/items` to keep it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub save_offer: Option<ItemInput>,
+    /// For a miss: the generated code's static constraint check (the
+    /// rules it breaks, and those left to a review).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub check: Option<weft_constraints::Report>,
 }
 
 fn item_ref(h: &Hit) -> ItemRef {
@@ -169,6 +174,7 @@ impl Library {
                 llm: None,
                 saved_item: None,
                 save_offer: None,
+                check: None,
             });
         }
 
@@ -204,6 +210,9 @@ impl Library {
             placeholders: Vec::new(),
             code: code.clone(),
         };
+        let check = self
+            .constraints()
+            .check(&code, &offer.language, &offer.tags);
         let saved_item = if req.save {
             let item = self
                 .create(super::Owner::Tenant(tenant), offer.clone(), &caller.user)
@@ -227,6 +236,7 @@ impl Library {
             })),
             save_offer: (!req.save).then_some(offer),
             saved_item,
+            check: Some(check),
         })
     }
 }
