@@ -146,6 +146,28 @@ impl App {
         if self.config.events.workers {
             crate::jobs::spawn(self);
         }
+        let every = self.config.library.refresh_secs;
+        if every > 0 {
+            let app = Arc::downgrade(self);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(every));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let Some(app) = app.upgrade() else { break };
+                    match app.library.read_changes().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(
+                            changes = n,
+                            "code library: changes from other processes indexed"
+                        ),
+                        Err(err) => {
+                            tracing::warn!(%err, "code library: reading other processes' changes failed")
+                        }
+                    }
+                }
+            });
+        }
     }
 
     /// The tenant with `slug` (cached: this is on every plugin call).

@@ -11,13 +11,15 @@
 //! `weft_codesearch`). Embeddings come from a local model when its files
 //! are there; without them search is by keywords alone, with a warning.
 //!
-//! One process's indexes see the writes made through it; replicas sharing
-//! a PostgreSQL database see each other's new items after a restart.
+//! One process's indexes see the writes made through it at once; replicas
+//! sharing a PostgreSQL database read each other's item changes every few
+//! seconds ([`Library::read_changes`]).
 
 pub mod constraints;
 pub mod generate;
 mod item;
 pub mod research;
+pub mod review;
 pub mod seed;
 mod store;
 
@@ -101,6 +103,9 @@ pub struct LibraryConfig {
     /// The confidence from which search-first generation serves an item
     /// instead of calling the LLM.
     pub hit_threshold: f32,
+    /// How often (seconds) a serving process reads the items other
+    /// processes sharing its database changed; 0: never.
+    pub refresh_secs: u64,
 }
 
 impl Default for LibraryConfig {
@@ -123,6 +128,7 @@ impl Default for LibraryConfig {
             ef_search: 100,
             semantic_ratio: weft_codesearch::DEFAULT_SEMANTIC_RATIO,
             hit_threshold: 0.6,
+            refresh_secs: 5,
         }
     }
 }
@@ -233,7 +239,16 @@ pub struct Library {
     constraints: Constraints,
     templates: std::collections::BTreeMap<String, weft_templates::Template>,
     state: OnceCell<Arc<State>>,
+    /// Item changes up to this time (ms) are in the indexes.
+    seen_until: std::sync::atomic::AtomicI64,
 }
+
+/// How far back a refresh looks past the last change it saw: replicas'
+/// clocks and commits are not in step.
+const REFRESH_OVERLAP_MS: i64 = 5_000;
+
+/// Item changes one refresh reads at most; the rest wait for the next.
+const REFRESH_BATCH: i64 = 2_000;
 
 impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -268,6 +283,7 @@ impl Library {
             data_dir,
             cache: seed::EmbeddingCache::new(cache_dir.join("embeddings")),
             state: OnceCell::new(),
+            seen_until: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
@@ -364,6 +380,8 @@ impl Library {
     }
 
     async fn load(&self) -> Result<Arc<State>> {
+        self.seen_until
+            .store(now_ms(), std::sync::atomic::Ordering::Relaxed);
         let dir = self.model_dir();
         let embedder = match tokio::task::spawn_blocking(move || Embedder::load(&dir)).await {
             Ok(Ok(model)) => Some(Arc::new(model)),
@@ -755,6 +773,63 @@ impl Library {
             .unwrap_or_else(|p| p.into_inner())
             .insert(id.to_owned(), stored);
         Ok(item)
+    }
+
+    /// Brings into the indexes what other processes sharing the database
+    /// changed (items added, edited or deleted) in the global shard and in
+    /// the tenant shards loaded here; a shard not loaded yet reads
+    /// everything when it is. Returns how many changes it applied; a no-op
+    /// until the library is first used.
+    pub async fn read_changes(&self) -> Result<usize> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(state) = self.state.get() else {
+            return Ok(0);
+        };
+        let since = self.seen_until.load(Relaxed);
+        let changed =
+            store::changed_since(&self.db, since - REFRESH_OVERLAP_MS, REFRESH_BATCH).await?;
+        let mut applied = 0;
+        for c in &changed {
+            let tenant = c.tenant.as_deref().map(TenantId::from_raw);
+            let owned = match &tenant {
+                None => Resolved::Global(&state.global),
+                Some(t) => match state.tenants.lock().await.get(t.as_str()) {
+                    Some(o) => Resolved::Tenant(o.clone()),
+                    None => continue,
+                },
+            };
+            let known = owned
+                .items
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&c.id)
+                .map(|s| s.updated_at);
+            if c.deleted {
+                if known.is_some() {
+                    owned.shard.delete(&c.id);
+                    owned.shard.commit()?;
+                    owned
+                        .items
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&c.id);
+                    applied += 1;
+                }
+            } else if known != Some(c.updated_at) {
+                let owner = match &tenant {
+                    None => Owner::Global,
+                    Some(t) => Owner::Tenant(t),
+                };
+                match self.reindex(state, owner, &c.id).await {
+                    Ok(_) | Err(Error::NotFound) => applied += 1,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if let Some(last) = changed.last() {
+            self.seen_until.fetch_max(last.updated_at, Relaxed);
+        }
+        Ok(applied)
     }
 
     /// (served from the library, all) generation requests since `since`.

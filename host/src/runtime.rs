@@ -150,6 +150,11 @@ impl Runtime {
             .pagemap_scan(Enabled::Auto)
             .decommit_batch_size(DECOMMIT_BATCH);
         engine_config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        // `WEFT_PROFILER=perfmap` writes /tmp/perf-<pid>.map, so `perf`
+        // names the plugins' compiled functions.
+        if std::env::var("WEFT_PROFILER").is_ok_and(|p| p == "perfmap") {
+            engine_config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine =
             Engine::new(&engine_config).map_err(|e| Error::Internal(format!("engine: {e}")))?;
 

@@ -376,3 +376,79 @@ both_engines_with!(
         );
     }
 );
+
+both_engines!(
+    another_process_sees_changes_after_its_refresh,
+    async |s: &Server| {
+        let t = s.tenant("acme").await;
+        let key = Some(t.api_key.as_str());
+        let tenant = s.app.tenant_by_slug("acme").await.expect("tenant").id;
+        // A second serving process over the same database.
+        let other = weft::library::Library::new(
+            s.app.db.clone(),
+            s.app.config.library.clone(),
+            s.app.config.data_dir.clone(),
+            s.app.config.cache_dir(),
+        );
+        let q = weft::library::SearchParams {
+            q: "quokka ledger reconciliation".into(),
+            tags: vec!["test-only".into()],
+            semantic_ratio: Some(0.0),
+            ..Default::default()
+        };
+        let found = |out: &weft::library::SearchOutcome| -> Vec<String> {
+            out.hits.iter().map(|h| h.item.id.clone()).collect()
+        };
+        assert!(found(&other.search(Some(&tenant), &q).await.expect("search")).is_empty());
+
+        let (status, created) = s
+            .post(
+                "/v1/library/items",
+                key,
+                item(
+                    "Quokka ledger reconciliation",
+                    "pub fn reconcile_quokka_ledger() {}\n",
+                ),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let id = created["id"].as_str().expect("id").to_owned();
+        // Its indexes are its own until it reads the change.
+        assert!(found(&other.search(Some(&tenant), &q).await.expect("search")).is_empty());
+        assert!(other.read_changes().await.expect("refresh") >= 1);
+        assert_eq!(
+            found(&other.search(Some(&tenant), &q).await.expect("search")),
+            [id.clone()]
+        );
+        // Nothing new: nothing applied again.
+        assert_eq!(other.read_changes().await.expect("refresh"), 0);
+
+        // An edit and a delete travel the same way.
+        let (status, body) = s
+            .put(
+                &format!("/v1/library/items/{id}"),
+                Some(&t.admin_token),
+                item(
+                    "Wallaby ledger reconciliation",
+                    "pub fn reconcile_wallaby_ledger() {}\n",
+                ),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        other.read_changes().await.expect("refresh");
+        let wallaby = weft::library::SearchParams {
+            q: "wallaby".into(),
+            ..q.clone()
+        };
+        assert_eq!(
+            found(&other.search(Some(&tenant), &wallaby).await.expect("search")),
+            [id.clone()]
+        );
+        let (status, _) = s
+            .delete(&format!("/v1/library/items/{id}"), Some(&t.admin_token))
+            .await;
+        assert!(status.is_success(), "{status}");
+        assert_eq!(other.read_changes().await.expect("refresh"), 1);
+        assert!(found(&other.search(Some(&tenant), &wallaby).await.expect("search")).is_empty());
+    }
+);

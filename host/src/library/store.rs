@@ -304,6 +304,41 @@ pub async fn set_embedding(
     Ok(())
 }
 
+/// An item row changed at `updated_at` (added, edited or deleted).
+#[derive(Debug)]
+pub struct Changed {
+    pub id: String,
+    pub tenant: Option<String>,
+    pub updated_at: i64,
+    pub deleted: bool,
+}
+
+/// Items of any owner changed after `since` (ms), oldest first, at most
+/// `limit`.
+pub async fn changed_since(db: &Db, since: i64, limit: i64) -> Result<Vec<Changed>, db::Error> {
+    let mut tx = db.begin(Scope::Platform, Mode::Read).await?;
+    let rows = sqlx::query(
+        "SELECT id, tenant_id, updated_at, deleted_at FROM library_items \
+         WHERE updated_at > $1 ORDER BY updated_at, id LIMIT $2",
+    )
+    .bind(since)
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Changed {
+                id: r.try_get("id")?,
+                tenant: r.try_get("tenant_id")?,
+                updated_at: r.try_get("updated_at")?,
+                deleted: r.try_get::<Option<i64>, _>("deleted_at")?.is_some(),
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(Into::into)
+}
+
 /// Marks item `id` of `owner` deleted (its versions stay); whether it was live.
 pub async fn delete(db: &Db, owner: Owner<'_>, id: &str) -> Result<bool, db::Error> {
     let mut tx = db.begin(owner.scope(), Mode::Write).await?;
