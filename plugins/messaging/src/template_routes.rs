@@ -64,6 +64,7 @@ pub fn put(req: &Request) -> Result {
         urgent: body.urgent,
         variants: body.variants,
         updated_at: now_ms(),
+        compiled: Default::default(),
     };
     template
         .check()

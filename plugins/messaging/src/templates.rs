@@ -32,6 +32,33 @@ pub struct Template {
     pub variants: BTreeMap<String, Parts>,
     #[serde(default)]
     pub updated_at: i64,
+    /// Every part compiled, on the first render.
+    #[serde(skip)]
+    pub compiled: Compiled,
+}
+
+/// A template's parts compiled once, on its first render: a batch renders
+/// one template for thousands of subscribers, and parsing it each time was
+/// most of a message's cost. `None` inside when a part does not compile
+/// (each render then compiles and reports it).
+#[derive(Clone, Default)]
+pub struct Compiled(std::sync::OnceLock<Option<Environment<'static>>>);
+
+impl PartialEq for Compiled {
+    /// A cache: never part of what a template is.
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0.get() {
+            Some(Some(_)) => "Compiled",
+            Some(None) => "Compiled(failed)",
+            None => "Compiled(not yet)",
+        })
+    }
 }
 
 /// The parts of one locale; a channel with no part is not sent.
@@ -252,12 +279,20 @@ impl Template {
             ctx.insert(k.clone(), v.clone());
         }
         let ctx = Value::Object(ctx);
-        let env = environment();
+        let compiled = self.compiled.0.get_or_init(|| self.compile()).as_ref();
         let part =
             |name: &'static str, source: &Option<String>| -> Result<Option<String>, RenderError> {
-                match source {
-                    None => Ok(None),
-                    Some(src) => render_one(&env, name, src, &ctx).map(Some),
+                let Some(src) = source else {
+                    return Ok(None);
+                };
+                let compiled = compiled.and_then(|env| {
+                    env.get_template(&compiled_name(locale, name))
+                        .ok()
+                        .map(|t| (env, t))
+                });
+                match compiled {
+                    Some((_, tmpl)) => render_template(&tmpl, name, src, &ctx).map(Some),
+                    None => render_one(&environment(), name, src, &ctx).map(Some),
                 }
             };
         let mut out = Rendered {
@@ -337,6 +372,45 @@ fn part_name(part: &str) -> &'static str {
     }
 }
 
+impl Template {
+    /// An environment holding every part of every variant, or `None` if
+    /// one does not compile.
+    fn compile(&self) -> Option<Environment<'static>> {
+        let mut env = environment();
+        for (locale, parts) in &self.variants {
+            for (name, source) in parts.sources() {
+                if let Some(source) = source {
+                    env.add_template_owned(compiled_name(locale, name), source.clone())
+                        .ok()?;
+                }
+            }
+        }
+        Some(env)
+    }
+}
+
+impl Parts {
+    /// Every part by name.
+    fn sources(&self) -> [(&'static str, &Option<String>); 9] {
+        [
+            ("subject", &self.subject),
+            ("html", &self.html),
+            ("text", &self.text),
+            ("sms", &self.sms),
+            ("push_title", &self.push_title),
+            ("push_body", &self.push_body),
+            ("in_app_title", &self.in_app_title),
+            ("in_app_body", &self.in_app_body),
+            ("link", &self.link),
+        ]
+    }
+}
+
+/// The name a variant's part is compiled under (keeping `.html` last).
+fn compiled_name(locale: &str, part: &str) -> String {
+    format!("{locale}/{}", part_name(part))
+}
+
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -362,6 +436,15 @@ fn render_one(
     let tmpl = env
         .template_from_named_str(part_name(part), source)
         .map_err(|e| failed(part, &e))?;
+    render_template(&tmpl, part, source, ctx)
+}
+
+fn render_template(
+    tmpl: &minijinja::Template<'_, '_>,
+    part: &'static str,
+    source: &str,
+    ctx: &Value,
+) -> Result<String, RenderError> {
     tmpl.render(ctx).map_err(|e| {
         if e.kind() == ErrorKind::UndefinedError {
             let missing: Vec<String> = tmpl
