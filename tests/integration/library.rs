@@ -418,7 +418,7 @@ both_engines!(
         assert!(other.read_changes().await.expect("refresh") >= 1);
         assert_eq!(
             found(&other.search(Some(&tenant), &q).await.expect("search")),
-            [id.clone()]
+            std::slice::from_ref(&id)
         );
         // Nothing new: nothing applied again.
         assert_eq!(other.read_changes().await.expect("refresh"), 0);
@@ -442,7 +442,7 @@ both_engines!(
         };
         assert_eq!(
             found(&other.search(Some(&tenant), &wallaby).await.expect("search")),
-            [id.clone()]
+            std::slice::from_ref(&id)
         );
         let (status, _) = s
             .delete(&format!("/v1/library/items/{id}"), Some(&t.admin_token))

@@ -228,18 +228,23 @@ mod tests {
         i.language = "cobol".into();
         assert!(
             i.validate()
-                .unwrap_err()
+                .expect_err("refused")
                 .to_string()
                 .starts_with("language:")
         );
         let mut i = input();
         i.tags = vec!["Bad Tag".into()];
-        assert!(i.validate().unwrap_err().to_string().starts_with("tags:"));
+        assert!(
+            i.validate()
+                .expect_err("refused")
+                .to_string()
+                .starts_with("tags:")
+        );
         let mut i = input();
         i.code = "for _ in 0..3 {}".into();
         assert!(
             i.validate()
-                .unwrap_err()
+                .expect_err("refused")
                 .to_string()
                 .contains("does not appear")
         );
@@ -254,7 +259,10 @@ mod tests {
         let i = input();
         assert_eq!(i.fill(&serde_json::Map::new()).0, "for _ in 0..3 {}");
         let v = serde_json::json!({"max_tries": "5"});
-        assert_eq!(i.fill(v.as_object().unwrap()).0, "for _ in 0..5 {}");
+        assert_eq!(
+            i.fill(v.as_object().expect("an object")).0,
+            "for _ in 0..5 {}"
+        );
         let mut none = input();
         none.placeholders[0].default = None;
         let (code, unfilled) = none.fill(&serde_json::Map::new());
