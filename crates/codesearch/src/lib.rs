@@ -344,17 +344,26 @@ pub fn search(shards: &[&Shard], request: &Request<'_>) -> Result<Vec<Match>, Er
     out.truncate(request.limit);
 
     for m in &mut out {
-        let matched = shards[m.shard].text().matched_terms(&m.key, &terms)?;
-        let held: std::collections::BTreeSet<&String> = matched.values().flatten().collect();
-        let coverage = if terms.is_empty() {
-            0.0
-        } else {
-            held.len() as f32 / terms.len() as f32
-        };
-        if let Some(k) = &mut m.why.keyword {
-            if request.explain {
+        let text = shards[m.shard].text();
+        let coverage = if request.explain {
+            let matched = text.matched_terms(&m.key, &terms)?;
+            let held = matched
+                .values()
+                .flatten()
+                .collect::<std::collections::BTreeSet<&String>>()
+                .len();
+            if let Some(k) = &mut m.why.keyword {
                 k.matched = matched;
             }
+            if terms.is_empty() {
+                0.0
+            } else {
+                held as f32 / terms.len() as f32
+            }
+        } else {
+            text.coverage(&m.key, &terms)?
+        };
+        if let Some(k) = &mut m.why.keyword {
             k.term_coverage = Some(coverage);
         }
         let similarity = match (&m.why.semantic, request.embedding) {

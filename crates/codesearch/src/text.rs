@@ -18,7 +18,9 @@ use tantivy::schema::{
 use tantivy::tokenizer::{
     Language, LowerCaser, RemoveLongFilter, Stemmer, StopWordFilter, TextAnalyzer,
 };
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term};
+use tantivy::{
+    DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term,
+};
 
 use crate::tokenizer::{CODE_TOKENIZER, CodeTokenizer};
 use crate::{Doc, Error, Filter};
@@ -232,6 +234,48 @@ impl TextIndex {
 
     /// Which of `terms` each text field of item `key` holds: the "why" of
     /// a keyword match.
+    /// The share of `terms` item `key` holds in any field, read from the
+    /// postings (no stored document is decoded, unlike
+    /// [`TextIndex::matched_terms`], which also says where each term is).
+    pub fn coverage(&self, key: &str, terms: &[String]) -> Result<f32, Error> {
+        if terms.is_empty() {
+            return Ok(0.0);
+        }
+        let f = self.fields;
+        let searcher = self.reader.searcher();
+        let top = searcher.search(
+            &TermQuery::new(Term::from_field_text(f.key, key), IndexRecordOption::Basic),
+            &TopDocs::with_limit(1).order_by_score(),
+        )?;
+        let Some((_, address)) = top.first() else {
+            return Ok(0.0);
+        };
+        let segment = searcher.segment_reader(address.segment_ord);
+        let mut held = 0usize;
+        let unique: BTreeSet<&String> = terms.iter().collect();
+        'terms: for term in unique {
+            for field in f.text {
+                let postings = segment
+                    .inverted_index(field)?
+                    .read_postings(
+                        &Term::from_field_text(field, term),
+                        IndexRecordOption::Basic,
+                    )
+                    .map_err(tantivy::TantivyError::from)?;
+                // A fresh postings list stands on its first document;
+                // seeking backwards is not allowed.
+                if let Some(mut p) = postings
+                    && p.doc() <= address.doc_id
+                    && p.seek(address.doc_id) == address.doc_id
+                {
+                    held += 1;
+                    continue 'terms;
+                }
+            }
+        }
+        Ok(held as f32 / terms.len() as f32)
+    }
+
     pub fn matched_terms(
         &self,
         key: &str,
