@@ -40,6 +40,7 @@ impl Query {
             min_quality: None,
             semantic_ratio: None,
             limit: 10,
+            explain: false,
         })
     }
 
@@ -76,6 +77,12 @@ impl Query {
     /// At most `n` results (1-100).
     pub fn limit(mut self, n: u32) -> Self {
         self.0.limit = n;
+        self
+    }
+
+    /// Also list the query terms each field of each result holds (slower).
+    pub fn explain(mut self) -> Self {
+        self.0.explain = true;
         self
     }
 

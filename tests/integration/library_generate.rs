@@ -12,10 +12,12 @@ use crate::common::Server;
 use crate::llm::{grant, llm_test, no_tweak, start};
 use weft_llm_wire::fake::FakeLlm;
 
-const WOMBAT: &str =
+/// An item with a placeholder (`prefix`, default `INV`), for hits.
+pub(crate) const WOMBAT: &str =
     "pub fn next_invoice_number(seq: u64) -> String {\n    format!(\"{{prefix}}-{seq:06}\")\n}\n";
 
-async fn wombat_item(s: &Server, key: &str) -> String {
+/// A private item of the tenant whose API key is `key`, added over REST.
+pub(crate) async fn wombat_item(s: &Server, key: &str) -> String {
     let (status, body) = s
         .post(
             "/v1/library/items",

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use weft_llm_wire::fake::{FakeLlm, Script};
 
 use crate::common::{Server, TestTenant, code};
+use crate::library_generate::{WOMBAT, wombat_item};
 use crate::llm::{grant, llm_test, no_tweak, start};
 
 /// A tenant with the librarian plugin (installed first) enabled.
@@ -27,29 +28,6 @@ async fn post(s: &Server, t: &TestTenant, route: &str, body: Value) -> (StatusCo
         body,
     )
     .await
-}
-
-const WOMBAT: &str =
-    "pub fn next_invoice_number(seq: u64) -> String {\n    format!(\"{{prefix}}-{seq:06}\")\n}\n";
-
-/// A private item of `t`, added over REST.
-async fn wombat_item(s: &Server, t: &TestTenant) -> String {
-    let (status, body) = s
-        .post(
-            "/v1/library/items",
-            Some(&t.api_key),
-            json!({
-                "title": "Wombat invoice numbering sequence",
-                "description": "Formats the next invoice number of a sequence with a prefix.",
-                "language": "rust",
-                "tags": ["billing", "invoices"],
-                "placeholders": [{"name": "prefix", "description": "Invoice prefix", "default": "INV"}],
-                "code": WOMBAT,
-            }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body["id"].as_str().expect("id").to_owned()
 }
 
 fn ids(found: &Value) -> Vec<String> {
@@ -70,9 +48,10 @@ llm_test!(
         s.install_test_plugin("librarian").await;
         let acme = librarian(s, "acme").await;
         let other = librarian(s, "other").await;
-        let wombat = wombat_item(s, &acme).await;
+        let wombat = wombat_item(s, &acme.api_key).await;
 
-        let query = json!({"q": "wombat invoice numbering sequence", "language": "rust"});
+        let query =
+            json!({"q": "wombat invoice numbering sequence", "language": "rust", "explain": true});
         let (status, found) = post(s, &acme, "/search", query.clone()).await;
         assert_eq!(status, StatusCode::OK, "{found}");
         assert_eq!(ids(&found).first(), Some(&wombat), "{found}");
@@ -162,7 +141,7 @@ llm_test!(
     async |s: &Server, fake: &FakeLlm| {
         s.install_test_plugin("librarian").await;
         let t = librarian(s, "acme").await;
-        let wombat = wombat_item(s, &t).await;
+        let wombat = wombat_item(s, &t.api_key).await;
 
         // A hit: the item with its placeholder filled, no model called.
         let (status, hit) = post(

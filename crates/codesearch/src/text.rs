@@ -19,7 +19,8 @@ use tantivy::tokenizer::{
     Language, LowerCaser, RemoveLongFilter, Stemmer, StopWordFilter, TextAnalyzer,
 };
 use tantivy::{
-    DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term,
+    DocAddress, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument,
+    Term,
 };
 
 use crate::tokenizer::{CODE_TOKENIZER, CodeTokenizer};
@@ -232,8 +233,18 @@ impl TextIndex {
         Ok(hits)
     }
 
-    /// Which of `terms` each text field of item `key` holds: the "why" of
-    /// a keyword match.
+    /// Where item `key` is in `searcher`, if it is there.
+    fn address(&self, searcher: &Searcher, key: &str) -> Result<Option<DocAddress>, Error> {
+        let top = searcher.search(
+            &TermQuery::new(
+                Term::from_field_text(self.fields.key, key),
+                IndexRecordOption::Basic,
+            ),
+            &TopDocs::with_limit(1).order_by_score(),
+        )?;
+        Ok(top.first().map(|(_, address)| *address))
+    }
+
     /// The share of `terms` item `key` holds in any field, read from the
     /// postings (no stored document is decoded, unlike
     /// [`TextIndex::matched_terms`], which also says where each term is).
@@ -243,11 +254,7 @@ impl TextIndex {
         }
         let f = self.fields;
         let searcher = self.reader.searcher();
-        let top = searcher.search(
-            &TermQuery::new(Term::from_field_text(f.key, key), IndexRecordOption::Basic),
-            &TopDocs::with_limit(1).order_by_score(),
-        )?;
-        let Some((_, address)) = top.first() else {
+        let Some(address) = self.address(&searcher, key)? else {
             return Ok(0.0);
         };
         let segment = searcher.segment_reader(address.segment_ord);
@@ -276,6 +283,8 @@ impl TextIndex {
         Ok(held as f32 / terms.len() as f32)
     }
 
+    /// Which of `terms` each text field of item `key` holds: the "why" of
+    /// a keyword match.
     pub fn matched_terms(
         &self,
         key: &str,
@@ -283,15 +292,11 @@ impl TextIndex {
     ) -> Result<BTreeMap<&'static str, Vec<String>>, Error> {
         let f = self.fields;
         let searcher = self.reader.searcher();
-        let top = searcher.search(
-            &TermQuery::new(Term::from_field_text(f.key, key), IndexRecordOption::Basic),
-            &TopDocs::with_limit(1).order_by_score(),
-        )?;
         let mut out = BTreeMap::new();
-        let Some((_, address)) = top.first() else {
+        let Some(address) = self.address(&searcher, key)? else {
             return Ok(out);
         };
-        let doc: TantivyDocument = searcher.doc(*address)?;
+        let doc: TantivyDocument = searcher.doc(address)?;
         for (field, (name, _)) in f.text.iter().zip(FIELD_WEIGHTS) {
             let text: String = doc
                 .get_all(*field)

@@ -17,13 +17,7 @@ use crate::llm::{Caller, Gateway};
 impl Capabilities {
     /// Refuses a library call once the call writes.
     fn library_allowed(&self) -> Result<(), String> {
-        if self.unit_of_work.is_some() {
-            return Err(
-                "the call has written already: call the library before the first kv, docs, events, search or outbox write"
-                    .into(),
-            );
-        }
-        Ok(())
+        self.before_first_write("the library")
     }
 
     /// Runs `work` on the library in a task of its own and waits for it,
@@ -150,7 +144,7 @@ macro_rules! for_version {
                         min_quality: q.min_quality,
                         semantic_ratio: q.semantic_ratio,
                         limit: Some(usize::try_from(q.limit).unwrap_or(usize::MAX)),
-                        explain: true,
+                        explain: q.explain,
                     };
                     let out = self
                         .on_library(|lib, _, caller| async move {

@@ -31,11 +31,17 @@ impl Capabilities {
     /// write transaction (on SQLite, the database's write lock) for the
     /// seconds a model takes.
     fn llm_allowed(&self) -> Result<(), String> {
+        self.before_first_write("the LLM gateway")
+    }
+
+    /// Refuses host work that runs in transactions of its own (a model
+    /// call, the library's records) once the call has written: on SQLite
+    /// the call's unit holds the write lock that work would wait for.
+    pub(super) fn before_first_write(&self, what: &str) -> Result<(), String> {
         if self.unit_of_work.is_some() {
-            return Err(
-                "the call has written already: call the LLM gateway before the first kv, docs, events, search or outbox write"
-                    .into(),
-            );
+            return Err(format!(
+                "the call has written already: call {what} before the first kv, docs, events, search or outbox write"
+            ));
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! `librarian`: uses the code library (`weft:platform@0.5.0`).
 //!
 //! - `POST /search` `{"q", "language"?, "kind"?, "tags"?, "limit"?,
-//!   "semantic_ratio"?}`: `{"mode", "hits": [{"id", "global", "title",
+//!   "semantic_ratio"?, "explain"?}`: `{"mode", "hits": [{"id", "global", "title",
 //!   "language", "confidence", "why"}]}`.
 //! - `POST /get` `{"id", "version"?}`: the item (`code` included), or 404.
 //! - `POST /use` `{"id"}`: `{"used": bool}`.
@@ -30,6 +30,8 @@ struct SearchBody {
     limit: Option<u32>,
     #[serde(default)]
     semantic_ratio: Option<f32>,
+    #[serde(default)]
+    explain: bool,
 }
 
 fn item_json(i: &library::Item) -> Value {
@@ -65,6 +67,9 @@ fn search(req: &Request) -> weft_sdk::Result {
     }
     if let Some(r) = body.semantic_ratio {
         q = q.semantic_ratio(r);
+    }
+    if body.explain {
+        q = q.explain();
     }
     let found = q.search()?;
     let hits: Vec<Value> = found
