@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod cpu;
 mod events;
 mod forum;
 mod http;
@@ -88,6 +89,8 @@ pub struct BenchArgs {
 struct Percentiles {
     p50: f64,
     p99: f64,
+    /// How many were measured.
+    count: usize,
 }
 
 fn percentiles(mut micros: Vec<u64>) -> Percentiles {
@@ -101,6 +104,7 @@ fn percentiles(mut micros: Vec<u64>) -> Percentiles {
     Percentiles {
         p50: at(0.50),
         p99: at(0.99),
+        count: micros.len(),
     }
 }
 

@@ -82,11 +82,13 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         client.complete(&ep, &request).await?;
     }
     let mut direct = Vec::with_capacity(sequential);
+    let direct_cpu = super::cpu::CpuMeter::start();
     for _ in 0..sequential {
         let started = Instant::now();
         client.complete(&ep, &request).await?;
         direct.push(started.elapsed().as_micros() as u64);
     }
+    let direct_cpu = direct_cpu.stop();
     let direct_raw = direct.clone();
     let direct = percentiles(direct);
 
@@ -107,6 +109,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let mut gateway = Vec::with_capacity(sequential);
     let mut conn = super::http::Conn::open(server.addr).await?;
     let mut errors = 0u64;
+    let gateway_cpu = super::cpu::CpuMeter::start();
     for _ in 0..sequential {
         let started = Instant::now();
         let (status, _) = conn
@@ -122,6 +125,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
             errors += 1;
         }
     }
+    let gateway_cpu = gateway_cpu.stop();
     if let Ok(path) = std::env::var("WEFT_BENCH_DUMP") {
         let text: Vec<String> = gateway.iter().map(|v| v.to_string()).collect();
         let _ = std::fs::write(format!("{path}.gw"), text.join("\n"));
@@ -133,6 +137,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     // Throughput: as many requests as 32 connections get through.
     let seconds = (args.llm_requests as f64 / 4_000.0).clamp(3.0, 30.0);
     let p = plan.clone();
+    let cpu = super::cpu::CpuMeter::start();
     let (rate, loaded, load_errors) = load_with(
         server.addr,
         THROUGHPUT_CONNECTIONS,
@@ -140,6 +145,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         move |c, i| p(c, i),
     )
     .await?;
+    let cpu = cpu.stop();
     let audit = server.app.billing.ledger.audit(&tenant).await?;
     anyhow::ensure!(
         audit.balance == audit.sum_of_entries,
@@ -149,33 +155,44 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     );
 
     println!("\n## LLM gateway over a loopback fake provider ({engine})\n");
-    println!("| path | p50 ms | p99 ms |");
-    println!("|---|---:|---:|");
+    println!("| path | p50 ms | p99 ms | CPU µs per request |");
+    println!("|---|---:|---:|---:|");
     println!(
-        "| fake provider directly ({sequential} sequential) | {:.3} | {:.3} |",
+        "| fake provider directly ({sequential} sequential) | {:.3} | {:.3} | {} |",
         direct.p50 / 1000.0,
-        direct.p99 / 1000.0
+        direct.p99 / 1000.0,
+        direct_cpu.per(sequential)
     );
     println!(
-        "| through `POST /v1/llm/complete` ({sequential} sequential, {errors} non-2xx) | {:.3} | {:.3} |",
+        "| through `POST /v1/llm/complete` ({sequential} sequential, {errors} non-2xx) | {:.3} | {:.3} | {} |",
         gateway.p50 / 1000.0,
-        gateway.p99 / 1000.0
+        gateway.p99 / 1000.0,
+        gateway_cpu.per(sequential)
     );
     println!(
-        "| added by the gateway | {:.3} | {:.3} |",
+        "| added by the gateway | {:.3} | {:.3} | |",
         (gateway.p50 - direct.p50) / 1000.0,
         (gateway.p99 - direct.p99) / 1000.0
     );
     println!(
-        "\n{THROUGHPUT_CONNECTIONS} connections: {rate:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms, {load_errors} non-2xx; balance = sum of entries after the run",
-        loaded.p50 / 1000.0,
-        loaded.p99 / 1000.0
+        "\nThe sequential phases' steal: {} % (direct), {} % (gateway).",
+        direct_cpu.steal(),
+        gateway_cpu.steal()
     );
     println!(
-        "RESULT llm_added_p50_ms={:.3} llm_added_p99_ms={:.3} llm_rps={rate:.0} llm_errors={}",
+        "\n{THROUGHPUT_CONNECTIONS} connections: {rate:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms, {load_errors} non-2xx; balance = sum of entries after the run; {} µs of CPU per request (the whole process: load generator, fake provider and server), {} % of the machine's time stolen by the hypervisor",
+        loaded.p50 / 1000.0,
+        loaded.p99 / 1000.0,
+        cpu.per(loaded.count),
+        cpu.steal()
+    );
+    println!(
+        "RESULT llm_added_p50_ms={:.3} llm_added_p99_ms={:.3} llm_rps={rate:.0} llm_errors={} llm_cpu_us_per_request={} llm_steal_pct={}",
         (gateway.p50 - direct.p50) / 1000.0,
         (gateway.p99 - direct.p99) / 1000.0,
-        errors + load_errors
+        errors + load_errors,
+        cpu.per(loaded.count),
+        cpu.steal()
     );
 
     // The ledger: entries appended by concurrent writers.

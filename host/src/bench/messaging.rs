@@ -88,6 +88,7 @@ pub async fn run(messages: usize, postgres: Option<&str>) -> anyhow::Result<()> 
         .map(|n| json!({"title": format!("Story {n}"), "url": format!("https://bench.example/s/{n}")}))
         .collect();
     let started = Instant::now();
+    let cpu = super::cpu::CpuMeter::start();
     let batch = conn
         .json(
             Method::POST,
@@ -114,10 +115,12 @@ pub async fn run(messages: usize, postgres: Option<&str>) -> anyhow::Result<()> 
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     let queued = started.elapsed();
+    let cpu_queued = cpu.stop();
     let count = done["queued"].as_u64().unwrap_or(0) as usize;
     anyhow::ensure!(count == messages, "queued {count} of {messages}: {done}");
     super::outbox::until_sink_has(&sink, messages, deadline).await?;
     let delivered = started.elapsed();
+    let cpu_delivered = cpu.stop();
     let queued_rate = messages as f64 / queued.as_secs_f64();
     let delivered_rate = messages as f64 / delivered.as_secs_f64();
 
@@ -136,7 +139,18 @@ pub async fn run(messages: usize, postgres: Option<&str>) -> anyhow::Result<()> 
         delivered.as_secs_f64()
     );
     println!(
-        "RESULT plugin_messages={messages} rendered_queued_per_s={queued_rate:.0} delivered_per_s={delivered_rate:.0}"
+        "| CPU of the process per message (µs), until queued / until delivered (delivery runs meanwhile) | {} / {} |",
+        cpu_queued.per(messages),
+        cpu_delivered.per(messages)
+    );
+    println!(
+        "| the machine's time stolen by the hypervisor, until delivered | {} % |",
+        cpu_delivered.steal()
+    );
+    println!(
+        "RESULT plugin_messages={messages} rendered_queued_per_s={queued_rate:.0} delivered_per_s={delivered_rate:.0} cpu_us_per_message_queued={} steal_pct={}",
+        cpu_queued.per(messages),
+        cpu_delivered.steal()
     );
     Ok(())
 }

@@ -1,0 +1,92 @@
+//! What a phase cost in CPU, not in wall time: on a shared VM the wall
+//! clock of a phase moves with the host's load (the guest's `steal` time:
+//! runnable, but not run), while the CPU time the process spent per
+//! request moves with the code. Read from `/proc` (Linux); elsewhere the
+//! figures are absent.
+
+/// CPU counters at the start of a phase.
+pub struct CpuMeter {
+    process: Option<u64>,
+    machine: Option<(u64, u64)>,
+}
+
+/// What a phase took, in CPU.
+pub struct CpuUse {
+    /// User and system time of this process, in microseconds.
+    pub process_us: Option<u64>,
+    /// The share of the machine's time stolen by the hypervisor, in %.
+    pub steal_pct: Option<f64>,
+}
+
+/// Clock ticks per second of `/proc`'s counters (`sysconf(_SC_CLK_TCK)`,
+/// 100 on every Linux this runs on).
+const TICKS: u64 = 100;
+
+/// utime + stime of this process, in ticks.
+fn process_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name, which is in parentheses and may
+    // hold spaces: state is field 3, utime 14, stime 15.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// (steal, all) ticks of the machine, from the `cpu` line of `/proc/stat`.
+fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let values: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest counts are
+    // already in user).
+    let all: u64 = values.iter().take(8).sum();
+    Some((*values.get(7)?, all))
+}
+
+impl CpuMeter {
+    pub fn start() -> Self {
+        Self {
+            process: process_ticks(),
+            machine: machine_ticks(),
+        }
+    }
+
+    pub fn stop(&self) -> CpuUse {
+        let process_us = match (self.process, process_ticks()) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a) * 1_000_000 / TICKS),
+            _ => None,
+        };
+        let steal_pct = match (self.machine, machine_ticks()) {
+            (Some((s0, a0)), Some((s1, a1))) if a1 > a0 => {
+                Some(s1.saturating_sub(s0) as f64 * 100.0 / (a1 - a0) as f64)
+            }
+            _ => None,
+        };
+        CpuUse {
+            process_us,
+            steal_pct,
+        }
+    }
+}
+
+impl CpuUse {
+    /// CPU microseconds of this process per unit of work, as text.
+    pub fn per(&self, units: usize) -> String {
+        match self.process_us {
+            Some(us) if units > 0 => format!("{:.0}", us as f64 / units as f64),
+            _ => "-".into(),
+        }
+    }
+
+    /// The steal share, as text.
+    pub fn steal(&self) -> String {
+        self.steal_pct
+            .map_or_else(|| "-".into(), |s| format!("{s:.0}"))
+    }
+}
