@@ -228,6 +228,7 @@ impl BenchServer {
         let thread = std::thread::spawn(move || {
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(workers)
+                .thread_name(cpu::SERVER_THREADS)
                 .enable_all()
                 .build()
             {

@@ -4,9 +4,19 @@
 //! request moves with the code. Read from `/proc` (Linux); elsewhere the
 //! figures are absent.
 
+/// The name of the bench servers' runtime threads (their workers and
+/// blocking threads), so that their CPU can be told from the load
+/// generator's; at most 15 bytes, as Linux keeps a thread's name.
+pub const SERVER_THREADS: &str = "weft-server";
+
+/// Threads of the server that are not its runtime's: sqlx's SQLite
+/// connection threads (`sqlx-sqlite-worker-N`, cut to 15 bytes).
+const SQLITE_THREADS: &str = "sqlx-sqlite-wor";
+
 /// CPU counters at the start of a phase.
 pub struct CpuMeter {
     process: Option<u64>,
+    server: Option<u64>,
     machine: Option<(u64, u64)>,
 }
 
@@ -14,6 +24,9 @@ pub struct CpuMeter {
 pub struct CpuUse {
     /// User and system time of this process, in microseconds.
     pub process_us: Option<u64>,
+    /// Of that, the server's threads (runtime and SQLite connections),
+    /// counting only threads alive at the end.
+    pub server_us: Option<u64>,
     /// The share of the machine's time stolen by the hypervisor, in %.
     pub steal_pct: Option<f64>,
 }
@@ -24,7 +37,32 @@ const TICKS: u64 = 100;
 
 /// utime + stime of this process, in ticks.
 fn process_ticks() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    ticks_of(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+/// utime + stime, in ticks, of this process's threads named `SERVER_THREADS`
+/// or `SQLITE_THREADS`.
+fn server_ticks() -> Option<u64> {
+    let mut sum = 0;
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let path = task.path();
+        let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
+            continue;
+        };
+        let comm = comm.trim_end();
+        if !(comm.starts_with(SERVER_THREADS) || comm.starts_with(SQLITE_THREADS)) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue;
+        };
+        sum += ticks_of(&stat).unwrap_or(0);
+    }
+    Some(sum)
+}
+
+/// utime + stime of a `stat` line (a process's or a thread's).
+fn ticks_of(stat: &str) -> Option<u64> {
     // The fields after the command name, which is in parentheses and may
     // hold spaces: state is field 3, utime 14, stime 15.
     let rest = stat.get(stat.rfind(')')? + 2..)?;
@@ -53,12 +91,17 @@ impl CpuMeter {
     pub fn start() -> Self {
         Self {
             process: process_ticks(),
+            server: server_ticks(),
             machine: machine_ticks(),
         }
     }
 
     pub fn stop(&self) -> CpuUse {
         let process_us = match (self.process, process_ticks()) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a) * 1_000_000 / TICKS),
+            _ => None,
+        };
+        let server_us = match (self.server, server_ticks()) {
             (Some(a), Some(b)) => Some(b.saturating_sub(a) * 1_000_000 / TICKS),
             _ => None,
         };
@@ -70,6 +113,7 @@ impl CpuMeter {
         };
         CpuUse {
             process_us,
+            server_us,
             steal_pct,
         }
     }
@@ -78,15 +122,24 @@ impl CpuMeter {
 impl CpuUse {
     /// CPU microseconds of this process per unit of work, as text.
     pub fn per(&self, units: usize) -> String {
-        match self.process_us {
-            Some(us) if units > 0 => format!("{:.0}", us as f64 / units as f64),
-            _ => "-".into(),
-        }
+        per_unit(self.process_us, units)
+    }
+
+    /// CPU microseconds of the server's threads per unit of work, as text.
+    pub fn server_per(&self, units: usize) -> String {
+        per_unit(self.server_us, units)
     }
 
     /// The steal share, as text.
     pub fn steal(&self) -> String {
         self.steal_pct
             .map_or_else(|| "-".into(), |s| format!("{s:.0}"))
+    }
+}
+
+fn per_unit(us: Option<u64>, units: usize) -> String {
+    match us {
+        Some(us) if units > 0 => format!("{:.0}", us as f64 / units as f64),
+        _ => "-".into(),
     }
 }

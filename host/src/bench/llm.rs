@@ -164,10 +164,11 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         direct_cpu.per(sequential)
     );
     println!(
-        "| through `POST /v1/llm/complete` ({sequential} sequential, {errors} non-2xx) | {:.3} | {:.3} | {} |",
+        "| through `POST /v1/llm/complete` ({sequential} sequential, {errors} non-2xx) | {:.3} | {:.3} | {} (the server's threads: {}) |",
         gateway.p50 / 1000.0,
         gateway.p99 / 1000.0,
-        gateway_cpu.per(sequential)
+        gateway_cpu.per(sequential),
+        gateway_cpu.server_per(sequential)
     );
     println!(
         "| added by the gateway | {:.3} | {:.3} | |",
@@ -180,18 +181,20 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         gateway_cpu.steal()
     );
     println!(
-        "\n{THROUGHPUT_CONNECTIONS} connections: {rate:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms, {load_errors} non-2xx; balance = sum of entries after the run; {} µs of CPU per request (the whole process: load generator, fake provider and server), {} % of the machine's time stolen by the hypervisor",
+        "\n{THROUGHPUT_CONNECTIONS} connections: {rate:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms, {load_errors} non-2xx; balance = sum of entries after the run; {} µs of CPU per request (the whole process: load generator, fake provider and server; the server's threads alone {} µs), {} % of the machine's time stolen by the hypervisor",
         loaded.p50 / 1000.0,
         loaded.p99 / 1000.0,
         cpu.per(loaded.count),
+        cpu.server_per(loaded.count),
         cpu.steal()
     );
     println!(
-        "RESULT llm_added_p50_ms={:.3} llm_added_p99_ms={:.3} llm_rps={rate:.0} llm_errors={} llm_cpu_us_per_request={} llm_steal_pct={}",
+        "RESULT llm_added_p50_ms={:.3} llm_added_p99_ms={:.3} llm_rps={rate:.0} llm_errors={} llm_cpu_us_per_request={} llm_server_cpu_us_per_request={} llm_steal_pct={}",
         (gateway.p50 - direct.p50) / 1000.0,
         (gateway.p99 - direct.p99) / 1000.0,
         errors + load_errors,
         cpu.per(loaded.count),
+        cpu.server_per(loaded.count),
         cpu.steal()
     );
 

@@ -144,6 +144,11 @@ pub async fn run(messages: usize, postgres: Option<&str>) -> anyhow::Result<()> 
         cpu_delivered.per(messages)
     );
     println!(
+        "| of that, the server's threads (µs), until queued / until delivered | {} / {} |",
+        cpu_queued.server_per(messages),
+        cpu_delivered.server_per(messages)
+    );
+    println!(
         "| the machine's time stolen by the hypervisor, until delivered | {} % |",
         cpu_delivered.steal()
     );
