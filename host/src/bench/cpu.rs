@@ -23,12 +23,12 @@ pub struct CpuMeter {
 /// What a phase took, in CPU.
 pub struct CpuUse {
     /// User and system time of this process, in microseconds.
-    pub process_us: Option<u64>,
+    process_us: Option<u64>,
     /// Of that, the server's threads (runtime and SQLite connections),
     /// counting only threads alive at the end.
-    pub server_us: Option<u64>,
+    server_us: Option<u64>,
     /// The share of the machine's time stolen by the hypervisor, in %.
-    pub steal_pct: Option<f64>,
+    steal_pct: Option<f64>,
 }
 
 /// Clock ticks per second of `/proc`'s counters (`sysconf(_SC_CLK_TCK)`,
@@ -97,14 +97,11 @@ impl CpuMeter {
     }
 
     pub fn stop(&self) -> CpuUse {
-        let process_us = match (self.process, process_ticks()) {
-            (Some(a), Some(b)) => Some(b.saturating_sub(a) * 1_000_000 / TICKS),
-            _ => None,
+        let since = |start: Option<u64>, now: Option<u64>| {
+            Some(now?.saturating_sub(start?) * 1_000_000 / TICKS)
         };
-        let server_us = match (self.server, server_ticks()) {
-            (Some(a), Some(b)) => Some(b.saturating_sub(a) * 1_000_000 / TICKS),
-            _ => None,
-        };
+        let process_us = since(self.process, process_ticks());
+        let server_us = since(self.server, server_ticks());
         let steal_pct = match (self.machine, machine_ticks()) {
             (Some((s0, a0)), Some((s1, a1))) if a1 > a0 => {
                 Some(s1.saturating_sub(s0) as f64 * 100.0 / (a1 - a0) as f64)
