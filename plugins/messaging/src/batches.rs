@@ -64,8 +64,10 @@ struct NewBatch {
     locale: Option<String>,
 }
 
-fn job_for(batch: &Batch, sub_id: &str, sub: &Subscriber) -> Job {
-    let mut data = batch.data.clone();
+/// The job of one subscriber; `shared` is the batch's data converted for
+/// the templates ([`shared_data`]).
+fn job_for(batch: &Batch, shared: &minijinja::Value, sub_id: &str, sub: &Subscriber) -> Job {
+    let mut data = Map::new();
     data.insert(
         "subscriber".into(),
         json!({"email": sub.email, "name": sub.name, "data": sub.data}),
@@ -83,7 +85,13 @@ fn job_for(batch: &Batch, sub_id: &str, sub: &Subscriber) -> Job {
         // Newsletters wait for nobody's quiet hours: email is not in them
         // by default, and a user's are about their own channels.
         ignore_quiet: false,
+        shared: Some(shared.clone()),
     }
+}
+
+/// A batch's own data, converted once for all its subscribers' messages.
+fn shared_data(batch: &Batch) -> minijinja::Value {
+    minijinja::Value::from_serialize(&batch.data)
 }
 
 /// The confirmed subscribers after id `after`, in id order (a keyset of
@@ -141,7 +149,7 @@ pub fn create(req: &Request) -> Result {
     if let Some((sub_id, sub)) = first.first() {
         let settings = Settings::load()?;
         send::plan(
-            &job_for(&batch, sub_id, sub),
+            &job_for(&batch, &shared_data(&batch), sub_id, sub),
             &template,
             None,
             &settings,
@@ -273,12 +281,13 @@ fn send_chunk(
     started: std::time::Instant,
     more: &mut bool,
 ) -> std::result::Result<(), HandlerError> {
+    let shared = shared_data(batch);
     for (i, (sub_id, sub)) in subs.iter().enumerate() {
         if i > 0 && started.elapsed() > CHUNK_BUDGET {
             *more = true;
             break;
         }
-        let job = job_for(batch, sub_id, sub);
+        let job = job_for(batch, &shared, sub_id, sub);
         match send::execute(&job, template, None, settings, now) {
             Ok(report) if report.throttled() => {
                 // The outbox's rate or quota: roll the whole chunk back

@@ -32,6 +32,27 @@ pub struct Job {
     /// Released after quiet hours: not deferred again.
     #[serde(default)]
     pub ignore_quiet: bool,
+    /// Data a run of jobs shares (a batch's own), converted for the
+    /// templates once for all of them; `data` wins over it. Never stored:
+    /// a job that waits has it folded into `data` ([`Job::folded`]).
+    #[serde(skip)]
+    pub shared: Option<minijinja::Value>,
+}
+
+impl Job {
+    /// This job with its shared data folded into `data`, to be stored.
+    pub fn folded(&self) -> Job {
+        let mut job = self.clone();
+        if let Some(shared) = job.shared.take() {
+            let mut data = match serde_json::to_value(&shared) {
+                Ok(Value::Object(map)) => map,
+                _ => Map::new(),
+            };
+            data.append(&mut job.data);
+            job.data = data;
+        }
+        job
+    }
 }
 
 /// What the planner needs besides the job.
@@ -159,7 +180,6 @@ pub fn plan(
     suppressed: &dyn Fn(&str) -> bool,
 ) -> Result<Plan, Refusal> {
     let unsubscribe = unsubscribe_url(job, env);
-    let mut data = job.data.clone();
     let who = match (&job.recipient, contact) {
         (Recipient::User(id), Some(c)) => {
             json!({"id": id, "name": c.name, "email": c.email, "phone": c.phone})
@@ -168,9 +188,11 @@ pub fn plan(
         (Recipient::Email(a), _) => json!({"email": a, "name": ""}),
         (Recipient::Phone(p), _) => json!({"phone": p, "name": ""}),
     };
-    data.entry("recipient").or_insert(who);
-    data.entry("unsubscribe_url")
-        .or_insert_with(|| Value::String(unsubscribe.clone()));
+    // The job's data wins over what the plan adds; nothing is copied.
+    let mut maps = vec![minijinja::context! { recipient => who, unsubscribe_url => &unsubscribe }];
+    maps.extend(job.shared.clone());
+    maps.push(minijinja::Value::from_serialize(&job.data));
+    let data = crate::templates::layers(maps);
     let wanted: Vec<&str> = [
         job.locale.as_deref(),
         contact.and_then(|c| c.locale.as_deref()),
@@ -381,6 +403,7 @@ mod tests {
             source: "send".into(),
             scope: None,
             ignore_quiet: false,
+            shared: None,
         }
     }
 
@@ -544,6 +567,41 @@ mod tests {
                 .1,
             Step::Send(_)
         ));
+    }
+
+    #[test]
+    fn shared_data_renders_under_the_jobs_own_and_is_folded_in_to_be_stored() {
+        let t: Template = serde_json::from_value(json!({
+            "name": "issue",
+            "variants": {"en": {"subject": "{{ topic }} #{{ issue }}", "text": "To {{ recipient.email }}"}}
+        }))
+        .expect("template");
+        let mut j = job(
+            Recipient::Email("ada@example.org".into()),
+            &[Channel::Email],
+        );
+        j.shared = Some(minijinja::Value::from_serialize(
+            json!({"topic": "Go", "issue": 7}),
+        ));
+        let p = plan(&j, &t, None, &env(), &none).expect("plan");
+        let Step::Send(email) = &p.steps[0].1 else {
+            panic!("email goes: {p:?}");
+        };
+        let Outgoing::Email { subject, text, .. } = &email[0].1 else {
+            panic!("an email: {email:?}");
+        };
+        // The job's own `topic` wins over the shared one.
+        assert_eq!(
+            (subject.as_str(), text.as_str()),
+            ("Rust #7", "To ada@example.org")
+        );
+        let stored = j.folded();
+        assert!(stored.shared.is_none());
+        assert_eq!(
+            Value::Object(stored.data.clone()),
+            json!({"topic": "Rust", "issue": 7})
+        );
+        assert_eq!(plan(&stored, &t, None, &env(), &none).expect("plan"), p);
     }
 
     #[test]

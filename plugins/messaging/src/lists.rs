@@ -288,6 +288,7 @@ fn send_confirmation(list: &List, email: &str, now: i64) -> Result<()> {
             source: format!("confirm:{}", list.id),
             scope: Some(format!("list:{}", list.id)),
             ignore_quiet: true,
+            shared: None,
         };
         send::execute(&job, &template, None, &settings, now)?;
         return Ok(());

@@ -225,6 +225,8 @@ pub fn on_event(event: &Event) -> std::result::Result<(), HandlerError> {
                 data.insert(k.clone(), v.clone());
             }
         }
+        // Every watcher's message renders from the same data.
+        let shared = minijinja::Value::from_serialize(&data);
         for user in contacts::watchers(&key, MAX_WATCHERS).map_err(retry)? {
             if actor.as_deref() == Some(user.as_str()) {
                 continue;
@@ -233,12 +235,13 @@ pub fn on_event(event: &Event) -> std::result::Result<(), HandlerError> {
                 recipient: Recipient::User(user.clone()),
                 channels: rule.channels.clone(),
                 template: template_name.clone(),
-                data: data.clone(),
+                data: Map::new(),
                 locale: None,
                 key: format!("event:{}", &digest(&[&event.id, &rule.id, &user])[..32]),
                 source: format!("rule:{}", rule.id),
                 scope: None,
                 ignore_quiet: false,
+                shared: Some(shared.clone()),
             };
             let contact = send::contact_of(&job.recipient).map_err(retry)?;
             match send::execute(&job, &template, contact.as_ref(), settings, now) {

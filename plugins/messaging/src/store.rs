@@ -74,7 +74,7 @@ pub fn schedule(id: &str, release_at: i64, reason: &str, job: &Job) -> Result<()
         &Scheduled {
             release_at,
             reason: reason.into(),
-            job: job.clone(),
+            job: job.folded(),
         },
         None,
     )?;

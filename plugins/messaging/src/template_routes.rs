@@ -133,6 +133,7 @@ impl SendBody {
             source: "send".into(),
             scope: None,
             ignore_quiet: false,
+            shared: None,
         })
     }
 }

@@ -40,9 +40,13 @@ pub struct Template {
 /// A template's parts compiled once, on its first render: a batch renders
 /// one template for thousands of subscribers, and parsing it each time was
 /// most of a message's cost. `None` inside when a part does not compile
-/// (each render then compiles and reports it).
+/// (each render then compiles and reports it). The defaults are kept as
+/// template values too, converted once instead of per message.
 #[derive(Clone, Default)]
-pub struct Compiled(std::sync::OnceLock<Option<Environment<'static>>>);
+pub struct Compiled {
+    env: std::sync::OnceLock<Option<Environment<'static>>>,
+    defaults: std::sync::OnceLock<minijinja::Value>,
+}
 
 impl PartialEq for Compiled {
     /// A cache: never part of what a template is.
@@ -53,7 +57,7 @@ impl PartialEq for Compiled {
 
 impl std::fmt::Debug for Compiled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self.0.get() {
+        f.write_str(match self.env.get() {
             Some(Some(_)) => "Compiled",
             Some(None) => "Compiled(failed)",
             None => "Compiled(not yet)",
@@ -263,23 +267,24 @@ impl Template {
     }
 
     /// Renders the parts `channels` need from the variant chosen for
-    /// `wanted` with `data` over the template's defaults.
+    /// `wanted` with `data` (a map, often [`layers`] of maps) over the
+    /// template's defaults.
     pub fn render(
         &self,
         wanted: &[&str],
         default_locale: &str,
-        data: &Map<String, Value>,
+        data: &minijinja::Value,
         channels: &[Channel],
     ) -> Result<Rendered, RenderError> {
         let Some((locale, parts)) = self.variant(wanted, default_locale) else {
             return Ok(Rendered::default());
         };
-        let mut ctx = self.defaults.clone();
-        for (k, v) in data {
-            ctx.insert(k.clone(), v.clone());
-        }
-        let ctx = Value::Object(ctx);
-        let compiled = self.compiled.0.get_or_init(|| self.compile()).as_ref();
+        let defaults = self
+            .compiled
+            .defaults
+            .get_or_init(|| minijinja::Value::from_serialize(&self.defaults));
+        let ctx = layers([defaults.clone(), data.clone()]);
+        let compiled = self.compiled.env.get_or_init(|| self.compile()).as_ref();
         let part =
             |name: &'static str, source: &Option<String>| -> Result<Option<String>, RenderError> {
                 let Some(src) = source else {
@@ -427,11 +432,17 @@ fn environment() -> Environment<'static> {
     env
 }
 
+/// Maps seen as one, without copying them: a variable of a later map wins
+/// over the same variable of an earlier one.
+pub fn layers(maps: impl IntoIterator<Item = minijinja::Value>) -> minijinja::Value {
+    minijinja::value::merge_maps(maps)
+}
+
 fn render_one(
     env: &Environment<'_>,
     part: &'static str,
     source: &str,
-    ctx: &Value,
+    ctx: &minijinja::Value,
 ) -> Result<String, RenderError> {
     let tmpl = env
         .template_from_named_str(part_name(part), source)
@@ -443,7 +454,7 @@ fn render_template(
     tmpl: &minijinja::Template<'_, '_>,
     part: &'static str,
     source: &str,
-    ctx: &Value,
+    ctx: &minijinja::Value,
 ) -> Result<String, RenderError> {
     tmpl.render(ctx).map_err(|e| {
         if e.kind() == ErrorKind::UndefinedError {
@@ -472,8 +483,10 @@ fn failed(part: &str, e: &minijinja::Error) -> RenderError {
 }
 
 /// The value at a dotted path of `ctx`.
-fn resolve<'a>(ctx: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.').try_fold(ctx, |v, part| v.get(part))
+fn resolve(ctx: &minijinja::Value, path: &str) -> Option<minijinja::Value> {
+    path.split('.').try_fold(ctx.clone(), |v, part| {
+        v.get_attr(part).ok().filter(|found| !found.is_undefined())
+    })
 }
 
 /// Which variable the error is about: of the variables the data lacks
@@ -511,8 +524,8 @@ mod tests {
         .expect("template")
     }
 
-    fn data(v: Value) -> Map<String, Value> {
-        v.as_object().cloned().unwrap_or_default()
+    fn data(v: Value) -> minijinja::Value {
+        minijinja::Value::from_serialize(&v)
     }
 
     #[test]
@@ -584,7 +597,7 @@ mod tests {
         assert_eq!(pick(&["de"]).as_deref(), Some("en"));
         assert_eq!(pick(&["FR-ca"]).as_deref(), Some("fr-CA"));
         let r = t
-            .render(&["fr-BE"], "en", &Map::new(), &[Channel::Sms])
+            .render(&["fr-BE"], "en", &data(json!({})), &[Channel::Sms])
             .expect("renders");
         assert_eq!(
             (r.locale.as_str(), r.sms.as_deref()),
@@ -599,7 +612,7 @@ mod tests {
             .render(
                 &[],
                 "en",
-                &Map::new(),
+                &data(json!({})),
                 &[Channel::Email, Channel::Sms, Channel::InApp],
             )
             .expect("renders");

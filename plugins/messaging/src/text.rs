@@ -7,6 +7,8 @@
 //! items get a dash, links keep their target, and the common entities are
 //! decoded.
 
+use std::borrow::Cow;
+
 /// `html` as readable plain text.
 pub fn from_html(html: &str) -> String {
     let mut out = String::with_capacity(html.len());
@@ -36,7 +38,7 @@ pub fn from_html(html: &str) -> String {
             }
             continue;
         }
-        match (closing, name.as_str()) {
+        match (closing, name.as_ref()) {
             (false, "style") => hidden = Some("style"),
             (false, "script") => hidden = Some("script"),
             (false, "head") => hidden = Some("head"),
@@ -50,7 +52,9 @@ pub fn from_html(html: &str) -> String {
                 if let Some(href) = link.take() {
                     let shown = out.trim_end().ends_with(href.as_str());
                     if !shown && !href.starts_with('#') {
-                        out.push_str(&format!(" ({href})"));
+                        out.push_str(" (");
+                        out.push_str(&href);
+                        out.push(')');
                     }
                 }
             }
@@ -73,12 +77,19 @@ pub fn from_html(html: &str) -> String {
     tidy(&out)
 }
 
-fn tag_name(tag: &str) -> String {
-    tag.trim_start()
+/// A tag's name in lower case (copied only if it has capitals: this runs
+/// for every tag of every message).
+fn tag_name(tag: &str) -> Cow<'_, str> {
+    let name = tag
+        .trim_start()
         .split(|c: char| c.is_whitespace() || c == '/' || c == '>')
         .next()
-        .unwrap_or("")
-        .to_ascii_lowercase()
+        .unwrap_or("");
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
+    }
 }
 
 /// The value of attribute `name` in a start tag's text, quoted or not.
@@ -99,7 +110,7 @@ fn attribute(tag: &str, name: &str) -> Option<String> {
             Some(q @ ('"' | '\'')) => value[1..].split(q).next().unwrap_or(""),
             _ => value.split_whitespace().next().unwrap_or(""),
         };
-        return Some(decode_entities(parsed));
+        return Some(decode_entities(parsed).into_owned());
     }
     None
 }
@@ -157,10 +168,11 @@ fn tidy(text: &str) -> String {
     lines.join("\n")
 }
 
-/// The named entities templates use, and numeric ones.
-pub fn decode_entities(text: &str) -> String {
+/// The named entities templates use, and numeric ones (the text is
+/// copied only if it has one).
+fn decode_entities(text: &str) -> Cow<'_, str> {
     if !text.contains('&') {
-        return text.to_owned();
+        return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -198,7 +210,7 @@ pub fn decode_entities(text: &str) -> String {
         }
     }
     out.push_str(rest);
-    out
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
