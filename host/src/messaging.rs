@@ -15,6 +15,7 @@
 //! views of the tables.
 
 pub mod config;
+mod counts;
 pub mod providers;
 pub mod store;
 
@@ -26,8 +27,9 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 pub use config::{MessagingConfig, ProviderSettings};
+pub use counts::Counts;
 
-use crate::db::{Db, Exec, Stmt};
+use crate::db::{Db, Exec, Stmt, UnitTx};
 use crate::ids::now_ms;
 use crate::secrets::Secrets;
 use crate::storage::{self, Owner};
@@ -292,17 +294,17 @@ impl Messaging {
         Ok(())
     }
 
-    /// Queues a checked message in `tx`, the sending call's unit of work:
-    /// the first message's id for a key already used, else checks the
-    /// in-app recipient, counts the message against the channel's limits
-    /// and writes it.
+    /// Queues a checked message in `unit`, the sending call's unit of
+    /// work: the first message's id for a key already used, else checks
+    /// the in-app recipient and the channel's limits, writes the message
+    /// and counts it (in the unit, written at its flush).
     pub async fn queue(
         &self,
-        tx: &mut impl Exec,
-        owner: Owner<'_>,
+        unit: &mut storage::UnitOfWork,
         content: &Content,
         key: &str,
     ) -> Result<String, SendError> {
+        let (tx, counts, owner) = unit.outbox_parts();
         let tenant = owner.tenant.as_str();
         let channel = content.channel();
         if let Content::InApp { user, .. } = content {
@@ -327,11 +329,10 @@ impl Messaging {
                 channel.as_str()
             )));
         }
-        // Two statements for a new message: the counters (counted first,
-        // so a refused message writes nothing), then the row, which a key
-        // already used leaves alone; that rarer case takes the count back
-        // and answers the first message's id.
-        let windows = match self.count(tx, tenant, channel).await {
+        // One statement for a new message: the row, which a key already
+        // used leaves alone (that rarer case answers the first message's
+        // id). The limits are checked first, against the unit's counts.
+        let windows = match self.check_limits(tx, counts, owner.tenant, channel).await {
             Ok(windows) => windows,
             // Past a limit, a key already used still answers its message.
             Err(refusal @ (SendError::QuotaExceeded(_) | SendError::RateLimited(_))) => {
@@ -364,9 +365,9 @@ impl Messaging {
             )
             .await?;
         if inserted == 1 {
+            counts.add_one(channel, &windows);
             return Ok(id);
         }
-        Self::uncount(tx, tenant, channel, &windows).await?;
         match Self::first_with_key(tx, owner, key).await? {
             Some(id) => Ok(id),
             None => Err(SendError::from(sqlx::Error::Protocol(
@@ -422,18 +423,19 @@ impl Messaging {
         Ok(plan)
     }
 
-    /// Counts one message against the tenant's per-minute and per-day
-    /// limits of `channel` (one upsert that returns the new counts), or
-    /// takes the count back and refuses it. Returns the windows counted.
-    async fn count(
+    /// Checks one more message of `channel` against the tenant's
+    /// per-day and per-minute limits, with the unit's counts. Returns the
+    /// windows to count it in once written.
+    async fn check_limits(
         &self,
-        tx: &mut impl Exec,
-        tenant: &str,
+        tx: &mut UnitTx,
+        counts: &mut Counts,
+        tenant: &crate::ids::TenantId,
         channel: Channel,
     ) -> Result<[String; 2], SendError> {
         let mut limit = self.config.limits.of(channel);
         // The tenant's plan (the default plan until it has an account).
-        let plan = self.plan_of(tx, tenant).await?;
+        let plan = self.plan_of(tx, tenant.as_str()).await?;
         let plan = self.billing.plan_or_default(
             plan.as_deref()
                 .unwrap_or(&self.billing.config().default_plan),
@@ -442,66 +444,29 @@ impl Messaging {
             limit.per_day = *per_day;
         }
         let now = now_ms();
-        let day = format!("d:{}", crate::billing::day_string(now));
-        let minute = format!("m:{:010}", now / 60_000);
-        let rows = tx
-            .fetch_all(
-                Stmt::new(
-                    "INSERT INTO outbox_counters (tenant_id, channel, win, count) VALUES ($1, $2, $3, 1), ($1, $2, $4, 1) \
-                     ON CONFLICT (tenant_id, channel, win) DO UPDATE SET count = outbox_counters.count + 1 \
-                     RETURNING win, CAST(count AS BIGINT)",
-                )
-                .bind(tenant)
-                .bind(channel.as_str())
-                .bind(day.as_str())
-                .bind(minute.as_str()),
-            )
-            .await?;
-        let windows = [day, minute];
-        for row in rows {
-            let win: String = row.get(0)?;
-            let count: i64 = row.get(1)?;
-            let count = u64::try_from(count).unwrap_or(0);
-            let refusal = if win == windows[0] && count > limit.per_day {
-                SendError::QuotaExceeded(format!(
-                    "the tenant's {} quota of {} messages a day (plan {}) is used up",
-                    channel.as_str(),
-                    limit.per_day,
-                    plan.id
-                ))
-            } else if win == windows[1] && count > limit.per_minute {
-                SendError::RateLimited(format!(
-                    "more than {} {} messages a minute; retry later",
-                    limit.per_minute,
-                    channel.as_str()
-                ))
-            } else {
-                continue;
-            };
-            Self::uncount(tx, tenant, channel, &windows).await?;
-            return Err(refusal);
+        let windows = [
+            format!("d:{}", crate::billing::day_string(now)),
+            format!("m:{:010}", now / 60_000),
+        ];
+        let [day, minute] = counts.get(tx, tenant, channel, &windows).await?;
+        let day = u64::try_from(day).unwrap_or(0);
+        let minute = u64::try_from(minute).unwrap_or(0);
+        if day >= limit.per_day {
+            return Err(SendError::QuotaExceeded(format!(
+                "the tenant's {} quota of {} messages a day (plan {}) is used up",
+                channel.as_str(),
+                limit.per_day,
+                plan.id
+            )));
+        }
+        if minute >= limit.per_minute {
+            return Err(SendError::RateLimited(format!(
+                "more than {} {} messages a minute; retry later",
+                limit.per_minute,
+                channel.as_str()
+            )));
         }
         Ok(windows)
-    }
-
-    /// Takes back one message counted in `windows`.
-    async fn uncount(
-        tx: &mut impl Exec,
-        tenant: &str,
-        channel: Channel,
-        windows: &[String; 2],
-    ) -> Result<(), SendError> {
-        tx.execute(
-            Stmt::new(
-                "UPDATE outbox_counters SET count = count - 1 WHERE tenant_id = $1 AND channel = $2 AND win IN ($3, $4)",
-            )
-            .bind(tenant)
-            .bind(channel.as_str())
-            .bind(windows[0].as_str())
-            .bind(windows[1].as_str()),
-        )
-        .await?;
-        Ok(())
     }
 
     /// The status of message `id` sent by `owner`'s plugin, read in `tx`.

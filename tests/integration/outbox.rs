@@ -274,6 +274,55 @@ both_engines_with!(
 );
 
 both_engines_with!(
+    the_messages_of_one_call_count_together_and_a_failed_call_counts_none,
+    tight,
+    async |s: &Server| {
+        let t = notifier(s, "counted").await;
+        // Three emails in one call, two a day: the third is refused within
+        // the call; the call answers, so the first two stay queued.
+        let (status, body) = s
+            .post(
+                "/t/counted/p/notifier/send",
+                Some(&t.api_key),
+                json!({"key": "b1", "message": email("ada@example.org"),
+                       "messages": [email("bob@example.org"), email("cy@example.org")]}),
+            )
+            .await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"),
+            "{body}"
+        );
+        assert_eq!(messages(s, &t, "").await.len(), 2);
+        // The call's counts were written with its messages.
+        let (status, body) = send(s, &t, "b2", email("dee@example.org")).await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"),
+            "{body}"
+        );
+        // A call that traps after sending counts nothing (one SMS a minute).
+        let (status, body) = s
+            .post(
+                "/t/counted/p/notifier/send",
+                Some(&t.api_key),
+                json!({"key": "c1", "message": sms("+14155550100"), "fail_after": true}),
+            )
+            .await;
+        assert!(status.is_server_error(), "{status} {body}");
+        let (status, body) = send(s, &t, "c2", sms("+14155550100")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, body) = send(s, &t, "c3", sms("+14155550100")).await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            "{body}"
+        );
+        assert_eq!(messages(s, &t, "").await.len(), 3);
+    }
+);
+
+both_engines_with!(
     email_is_delivered_over_smtp_to_a_local_server,
     fast,
     async |s: &Server| {

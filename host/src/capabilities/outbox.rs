@@ -70,8 +70,9 @@ macro_rules! for_version {
                     // The message is a write of the call's unit of work:
                     // queued if the call commits, never if it rolls back.
                     let id = in_tx!(self, write, |_s, unit| async {
-                        let (tx, owner) = unit.write_parts().await?;
-                        messaging.queue(tx, owner, &content, &idempotency_key).await
+                        // A call in a shared unit writes in its savepoint.
+                        unit.write_parts().await?;
+                        messaging.queue(unit, &content, &idempotency_key).await
                     })?;
                     self.queued_messages = true;
                     Ok(id)

@@ -20,6 +20,10 @@
 //! lock plus the unit's pending changes. A `set` of a key the unit has not
 //! read counts as a new key of its full size (an upper bound); the flush
 //! reads the real sizes of those keys in one statement before it charges.
+//!
+//! The unit also carries the outbox's counters of its tenant
+//! ([`crate::messaging::Counts`]): messages are counted against the
+//! tenant's limits in memory and the counts written with the rest.
 
 use std::collections::HashMap;
 
@@ -27,6 +31,7 @@ use super::docs::Document;
 use super::{Error, Owner, Result, Storage, StorageUsage, len_i64};
 use crate::db::{Engine, Exec, Stmt, UnitTx, chunks, placeholders, tuples};
 use crate::ids::{TenantId, now_ms};
+use crate::messaging::Counts;
 
 /// What a unit knows of one row.
 #[derive(Debug, Clone)]
@@ -114,6 +119,7 @@ struct Savepoint {
     docs: HashMap<DocKey, Option<Slot<Document>>>,
     pending: Delta,
     usage: Option<StorageUsage>,
+    outbox: Counts,
     /// A database savepoint was taken: a statement of the call wrote.
     in_db: bool,
 }
@@ -130,6 +136,8 @@ pub struct UnitOfWork {
     pending: Delta,
     kv: HashMap<String, Slot<Vec<u8>>>,
     docs: HashMap<DocKey, Slot<Document>>,
+    /// The outbox's counters of the tenant, written at the flush.
+    outbox: Counts,
     savepoint: Option<Savepoint>,
 }
 
@@ -143,6 +151,7 @@ impl UnitOfWork {
             pending: Delta::default(),
             kv: HashMap::new(),
             docs: HashMap::new(),
+            outbox: Counts::default(),
             savepoint: None,
         }
     }
@@ -191,6 +200,7 @@ impl UnitOfWork {
         self.savepoint = Some(Savepoint {
             pending: self.pending,
             usage: self.usage,
+            outbox: self.outbox.clone(),
             ..Savepoint::default()
         });
     }
@@ -235,6 +245,7 @@ impl UnitOfWork {
         }
         self.pending = sp.pending;
         self.usage = sp.usage;
+        self.outbox = sp.outbox;
         Ok(())
     }
 
@@ -270,6 +281,19 @@ impl UnitOfWork {
         )
     }
 
+    /// The transaction with the outbox's counters, for a message queued
+    /// in this unit ([`crate::messaging`]).
+    pub fn outbox_parts(&mut self) -> (&mut UnitTx, &mut Counts, Owner<'_>) {
+        (
+            &mut self.tx,
+            &mut self.outbox,
+            Owner {
+                tenant: &self.tenant,
+                plugin: &self.plugin,
+            },
+        )
+    }
+
     /// The stored size of a document the unit knows of.
     pub(super) fn doc_stored(&self, collection: &str, id: &str) -> Option<Option<i64>> {
         self.docs
@@ -287,6 +311,7 @@ impl UnitOfWork {
         self.pending == Delta::default()
             && self.kv.values().all(|s| !s.dirty)
             && self.docs.values().all(|s| !s.dirty)
+            && self.outbox.is_written()
     }
 }
 
@@ -454,6 +479,7 @@ impl Storage {
         self.resolve_blind_sizes(unit).await?;
         self.flush_kv(unit).await?;
         self.flush_docs(unit).await?;
+        unit.outbox.write(&mut unit.tx, &unit.tenant).await?;
         let delta = unit.pending;
         if delta != Delta::default() {
             let done = unit
