@@ -26,12 +26,15 @@ struct Count {
 
 /// A unit's counters, by channel and window (`d:YYYY-MM-DD`, `m:minute`).
 #[derive(Debug, Clone, Default)]
-pub struct Counts(HashMap<(Channel, String), Count>);
+pub struct Counts(HashMap<Channel, HashMap<String, Count>>);
 
 impl Counts {
     /// True if every count is written.
     pub fn is_written(&self) -> bool {
-        self.0.values().all(|c| c.unwritten == 0)
+        self.0
+            .values()
+            .flat_map(HashMap::values)
+            .all(|c| c.unwritten == 0)
     }
 
     /// The counts of `channel` in `windows`, read from the database for
@@ -43,8 +46,8 @@ impl Counts {
         channel: Channel,
         windows: &[String; 2],
     ) -> Result<[i64; 2], sqlx::Error> {
-        let known = |w: &String| self.0.contains_key(&(channel, w.clone()));
-        if !windows.iter().all(known) {
+        let known = self.0.entry(channel).or_default();
+        if !windows.iter().all(|w| known.contains_key(w)) {
             let rows = tx
                 .fetch_all(
                     Stmt::new(
@@ -62,35 +65,50 @@ impl Counts {
                 stored.insert(row.get(0)?, row.get(1)?);
             }
             for w in windows {
-                let count = stored.get(w).copied().unwrap_or(0);
-                self.0.entry((channel, w.clone())).or_insert(Count {
-                    count,
-                    unwritten: 0,
-                });
+                if !known.contains_key(w) {
+                    let count = stored.get(w).copied().unwrap_or(0);
+                    known.insert(
+                        w.clone(),
+                        Count {
+                            count,
+                            unwritten: 0,
+                        },
+                    );
+                }
             }
         }
         Ok(windows
             .each_ref()
-            .map(|w| self.0.get(&(channel, w.clone())).map_or(0, |c| c.count)))
+            .map(|w| known.get(w).map_or(0, |c| c.count)))
     }
 
     /// Counts one message of `channel` in `windows` (read by [`Self::get`]).
     pub fn add_one(&mut self, channel: Channel, windows: &[String; 2]) {
+        let known = self.0.entry(channel).or_default();
         for w in windows {
-            let c = self.0.entry((channel, w.clone())).or_insert(Count {
-                count: 0,
-                unwritten: 0,
-            });
-            c.count += 1;
-            c.unwritten += 1;
+            if let Some(c) = known.get_mut(w) {
+                c.count += 1;
+                c.unwritten += 1;
+            } else {
+                known.insert(
+                    w.clone(),
+                    Count {
+                        count: 1,
+                        unwritten: 1,
+                    },
+                );
+            }
         }
     }
 
     /// Writes what the unit counted, in one statement.
     pub async fn write(&mut self, tx: &mut UnitTx, tenant: &TenantId) -> Result<(), sqlx::Error> {
         let rows: Vec<(Channel, &String, i64)> = (self.0.iter())
-            .filter(|(_, c)| c.unwritten != 0)
-            .map(|((channel, win), c)| (*channel, win, c.unwritten))
+            .flat_map(|(channel, wins)| {
+                wins.iter()
+                    .map(move |(win, c)| (*channel, win, c.unwritten))
+            })
+            .filter(|(_, _, n)| *n != 0)
             .collect();
         if rows.is_empty() {
             return Ok(());
@@ -109,7 +127,7 @@ impl Counts {
                 .bind(*n);
         }
         tx.execute(stmt).await?;
-        for c in self.0.values_mut() {
+        for c in self.0.values_mut().flat_map(HashMap::values_mut) {
             c.unwritten = 0;
         }
         Ok(())
