@@ -479,9 +479,11 @@ impl Runtime {
         let mut store = Store::new(&self.engine, data);
         store.limiter(|d| &mut d.limiter);
         store.set_fuel(limits.fuel).ok()?;
-        store
-            .fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))
-            .ok()?;
+        // No yield by fuel: the epoch's tick (below) hands the thread back
+        // every 5 ms. Each yield re-queues the call behind a wake of the
+        // other worker (an eventfd write, an IPI in a VM, often the call
+        // moving threads): at 1M fuel (~1 ms) that was a tenth of a batch
+        // send's CPU (BENCHMARKS.md, eleventh session).
         let deadline = Instant::now() + Duration::from_millis(limits.timeout_ms);
         // SQLite has one write lock for the whole database: a call that
         // holds it (after its first write) must finish soon, or every
@@ -629,9 +631,6 @@ fn in_deep_recursion(err: &wasmtime::Error) -> bool {
             .windows(2)
             .all(|w| w[0].func_index() == w[1].func_index())
 }
-
-/// Fuel between cooperative yields: about a millisecond of guest work.
-const FUEL_YIELD_INTERVAL: u64 = 1_000_000;
 
 fn classify(
     err: &wasmtime::Error,
