@@ -194,6 +194,12 @@ pub struct Setting {
 #[serde(deny_unknown_fields)]
 pub struct Subscription {
     pub topic: String,
+    /// Each delivery runs apart: in a unit of work of its own that its
+    /// handler begins at its first write, side by side with the others
+    /// (instead of one after another in a shared transaction begun before
+    /// the first). For handlers that compute long before they write.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub apart: bool,
 }
 
 /// A cron job.

@@ -297,6 +297,40 @@ fn uses_llm(manifest: &crate::catalog::Manifest) -> bool {
     caps.contains(&Capability::Llm) || caps.contains(&Capability::Library)
 }
 
+/// Which deliveries of a subscriber run apart ([`Batch::lazy`]).
+struct Apart {
+    /// All of them: the plugin may use the LLM gateway.
+    all: bool,
+    /// Those of these topics (`apart = true` in the manifest).
+    topics: Vec<String>,
+}
+
+impl Apart {
+    fn of(app: &App, subscriber: &str) -> Self {
+        match app.runtime.plugin(subscriber) {
+            Some(p) => Self::of_manifest(&p.manifest),
+            None => Self {
+                all: false,
+                topics: Vec::new(),
+            },
+        }
+    }
+
+    fn of_manifest(manifest: &crate::catalog::Manifest) -> Self {
+        Self {
+            all: uses_llm(manifest),
+            topics: (manifest.subscriptions.iter())
+                .filter(|s| s.apart)
+                .map(|s| s.topic.clone())
+                .collect(),
+        }
+    }
+
+    fn alone(&self, topic: Option<&str>) -> bool {
+        self.all || topic.is_some_and(|t| self.topics.iter().any(|a| a == t))
+    }
+}
+
 /// Deliveries of one tenant to one subscriber, in claim order, with their events.
 type Group = Vec<(Claimed, Option<types::Event>)>;
 
@@ -333,7 +367,12 @@ async fn deliver_group(
         tenant: &tenant,
         plugin: &subscriber,
     };
-    let mut batch = if uses_llm(&plugin.manifest) {
+    // A group runs apart whole or not at all (see `run_batch`).
+    let first_topic = group
+        .first()
+        .and_then(|(_, e)| e.as_ref())
+        .map(|e| e.topic.as_str());
+    let mut batch = if Apart::of_manifest(&plugin.manifest).alone(first_topic) {
         Batch::lazy()
     } else {
         match app.storage.begin_unit(owner).await {
@@ -455,19 +494,16 @@ async fn run_batch(
     let events = load_events(app, &batch).await?;
     let claimed = batch.len();
     let mut groups: Vec<((TenantId, String), Group)> = Vec::new();
-    let mut llm_subscribers: HashMap<String, bool> = HashMap::new();
+    let mut subscribers: HashMap<String, Apart> = HashMap::new();
     for d in batch {
         let event = d.event_id.as_ref().and_then(|id| events.get(id).cloned());
         let key = (d.tenant.clone(), d.subscriber.clone());
-        // A subscriber that uses the LLM gateway gets its deliveries one
-        // per batch (see `Batch::lazy`).
-        let alone = *llm_subscribers
+        // A subscriber that uses the LLM gateway, or a subscription marked
+        // `apart`, gets its deliveries one per batch (see `Batch::lazy`).
+        let alone = subscribers
             .entry(d.subscriber.clone())
-            .or_insert_with(|| {
-                app.runtime
-                    .plugin(&d.subscriber)
-                    .is_some_and(|p| uses_llm(&p.manifest))
-            });
+            .or_insert_with(|| Apart::of(app, &d.subscriber))
+            .alone(event.as_ref().map(|e| e.topic.as_str()));
         match groups
             .iter_mut()
             .find(|(k, _)| *k == key)
