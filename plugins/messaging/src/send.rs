@@ -228,6 +228,11 @@ pub fn execute(
     now: i64,
 ) -> Result<Report> {
     let plan = plan(job, template, contact, settings, now)?;
+    carry_out(job, plan, contact, now)
+}
+
+/// Carries out a plan made by [`plan`]: the writes it calls for.
+pub fn carry_out(job: &Job, plan: Plan, contact: Option<&Contact>, now: i64) -> Result<Report> {
     let mut outcomes = Vec::new();
     let mut deferred: Vec<Channel> = Vec::new();
     let mut release_at = 0;

@@ -17,6 +17,8 @@ pub const LISTS: &str = "lists";
 /// Subscribers by `{list}.{digest of the address}`.
 pub const SUBSCRIBERS: &str = "subscribers";
 pub const BATCHES: &str = "batches";
+/// A batch's lanes after the first, by `{batch}.{lane}`.
+pub const BATCH_LANES: &str = "batch_lanes";
 /// Sends waiting for their time (scheduled, or after quiet hours).
 pub const SCHEDULED: &str = "scheduled";
 pub const RULES: &str = "rules";

@@ -252,3 +252,93 @@ both_engines_with!(
         );
     }
 );
+
+both_engines_with!(
+    a_batch_of_many_chunks_runs_in_two_lanes_and_sends_each_subscriber_once,
+    fast,
+    async |s: &Server| {
+        let smtp = FakeSmtp::start().await;
+        let t = tenant(s, "lanes", &smtp).await;
+        // Chunks of 4: 30 subscribers are many chunks in each lane.
+        let (status, body) = s
+            .put(
+                "/v1/tenants/lanes/plugins/messaging",
+                Some(&t.admin_token),
+                json!({"enabled": true, "settings": {
+                    "public_url": format!("{}/t/lanes/p/messaging", s.base),
+                    "batch_chunk": 4}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, list) = s
+            .post(
+                &m(&t, "/lists"),
+                Some(&t.api_key),
+                json!({"id": "news", "name": "News", "double_opt_in": false}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{list}");
+        let mut csv = String::from("email,name\n");
+        for i in 0..30 {
+            csv.push_str(&format!("reader{i}@example.org,Reader {i}\n"));
+        }
+        let resp = s
+            .client
+            .post(format!("{}{}", s.base, m(&t, "/lists/news/import")))
+            .bearer_auth(&t.api_key)
+            .body(csv)
+            .send()
+            .await
+            .expect("import");
+        assert_eq!(resp.status(), StatusCode::OK);
+        template(
+            s,
+            &t,
+            "issue",
+            json!({"variants": {"en": {"subject": "Issue {{ number }}",
+                "html": "<p>Hello {{ subscriber.name }}</p>"}}}),
+        )
+        .await;
+        let (status, batch) = s
+            .post(
+                &m(&t, "/lists/news/sends"),
+                Some(&t.api_key),
+                json!({"template": "issue", "data": {"number": 1}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{batch}");
+        assert_eq!(
+            (batch["total"].as_i64(), batch["lanes"].as_u64()),
+            (Some(30), Some(2)),
+            "{batch}"
+        );
+        let id = batch["id"].as_str().expect("batch id").to_owned();
+        let done = batch_done(s, &t, &id).await;
+        // The counts are every lane's: each lane has some of the 30 (their
+        // ids are digests, so both halves of the id space have some).
+        assert_eq!(
+            (
+                done["queued"].as_i64(),
+                done["skipped"].as_i64(),
+                done["failed"].as_i64()
+            ),
+            (Some(30), Some(0), Some(0)),
+            "{done}"
+        );
+        assert!(
+            done["lane_done"] == true && done["chunk"].as_u64() > Some(1),
+            "{done}"
+        );
+        let got = accepted(&smtp, 30).await;
+        let mut to: Vec<String> = got.iter().flat_map(|e| e.rcpt_to.clone()).collect();
+        to.sort();
+        to.dedup();
+        assert_eq!(to.len(), 30, "each subscriber once: {to:?}");
+        // The list of batches answers the same sums.
+        let (_, all) = s.get(&m(&t, "/batches"), Some(&t.api_key)).await;
+        assert_eq!(all["batches"][0]["queued"], 30, "{all}");
+        // Nothing more arrives: each message went once.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(smtp.accepted().len(), 30);
+    }
+);
