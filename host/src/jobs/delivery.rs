@@ -599,3 +599,40 @@ pub async fn prune(app: &App, retention_ms: i64) -> Result<(), db::Error> {
     tx.commit().await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Apart;
+    use crate::catalog::Manifest;
+
+    fn manifest(capabilities: &str) -> Manifest {
+        Manifest::parse(&format!(
+            r#"
+[plugin]
+name = "mailer"
+version = "0.1.0"
+wit = "0.5.0"
+capabilities = [{capabilities}]
+
+[[subscriptions]]
+topic = "mailer.chunk"
+apart = true
+
+[[subscriptions]]
+topic = "forum.post_created"
+"#
+        ))
+        .expect("manifest")
+    }
+
+    #[test]
+    fn only_deliveries_of_apart_topics_or_of_llm_plugins_run_apart() {
+        let plain = Apart::of_manifest(&manifest(r#""events""#));
+        assert!(plain.alone(Some("mailer.chunk")));
+        assert!(!plain.alone(Some("forum.post_created")));
+        // A schedule run has no event: it is batched as before.
+        assert!(!plain.alone(None));
+        let llm = Apart::of_manifest(&manifest(r#""events", "llm""#));
+        assert!(llm.alone(Some("forum.post_created")) && llm.alone(None));
+    }
+}
