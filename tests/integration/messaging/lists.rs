@@ -17,6 +17,27 @@ async fn subscribers(s: &Server, t: &TestTenant, query: &str) -> Vec<Value> {
     body["subscribers"].as_array().cloned().unwrap_or_default()
 }
 
+/// `POST /lists/news/import` with `csv`.
+async fn import(s: &Server, t: &TestTenant, csv: impl Into<reqwest::Body>) -> (StatusCode, Value) {
+    let resp = s
+        .client
+        .post(format!("{}{}", s.base, m(t, "/lists/news/import")))
+        .bearer_auth(&t.api_key)
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .expect("import");
+    let status = resp.status();
+    (status, resp.json().await.expect("json"))
+}
+
+/// `POST /lists/news/sends` with `body`.
+async fn send_batch(s: &Server, t: &TestTenant, body: Value) -> (StatusCode, Value) {
+    s.post(&m(t, "/lists/news/sends"), Some(&t.api_key), body)
+        .await
+}
+
 async fn batch_done(s: &Server, t: &TestTenant, id: &str) -> Value {
     eventually(30, &format!("batch {id} done"), || async {
         let (_, b) = s
@@ -80,17 +101,8 @@ both_engines_with!(
 
         // An import with bad rows writes nothing and names them.
         let bad = "email,name,city\nada@example.org,Ada,Paris\nnope,No,Where\nbob@example.org,Bob,Rome\nada@example.org,Again,Nice\n";
-        let resp = s
-            .client
-            .post(format!("{}{}", s.base, m(&t, "/lists/news/import")))
-            .bearer_auth(&t.api_key)
-            .header("content-type", "text/csv")
-            .body(bad)
-            .send()
-            .await
-            .expect("import");
-        assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
-        let body: Value = resp.json().await.expect("json");
+        let (status, body) = import(s, &t, bad).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(code(&body), "invalid_rows", "{body}");
         let lines: Vec<i64> = body["rows"]
             .as_array()
@@ -101,16 +113,8 @@ both_engines_with!(
         assert_eq!(lines, [3, 5], "{body}");
         assert_eq!(subscribers(s, &t, "").await.len(), 1, "nothing imported");
         let good = "email,name,city\nada@example.org,Ada,Paris\nbob@example.org,Bob,Rome\ncy@example.org,Cy,\n";
-        let resp = s
-            .client
-            .post(format!("{}{}", s.base, m(&t, "/lists/news/import")))
-            .bearer_auth(&t.api_key)
-            .header("content-type", "text/csv")
-            .body(good)
-            .send()
-            .await
-            .expect("import");
-        let body: Value = resp.json().await.expect("json");
+        let (status, body) = import(s, &t, good).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["added"], 3, "{body}");
         let (_, list) = s.get(&m(&t, "/lists/news"), Some(&t.api_key)).await;
         assert_eq!(list["confirmed"], 4, "{list}");
@@ -141,25 +145,14 @@ both_engines_with!(
         // A batch to the list, each email personal, with the list's link.
         template(s, &t, "issue", json!({"variants": {"en": {"subject": "Issue {{ number }}",
             "html": "<p>Hello {{ subscriber.name or 'reader' }}{% if subscriber.data.city is defined and subscriber.data.city %} in {{ subscriber.data.city }}{% endif %}</p>"}}})).await;
-        let (status, body) = s
-            .post(
-                &m(&t, "/lists/news/sends"),
-                Some(&t.api_key),
-                json!({"template": "issue"}),
-            )
-            .await;
+        let (status, body) = send_batch(s, &t, json!({"template": "issue"})).await;
         assert_eq!(
             (status, code(&body)),
             (StatusCode::UNPROCESSABLE_ENTITY, "missing_variable"),
             "checked up front: {body}"
         );
-        let (status, batch) = s
-            .post(
-                &m(&t, "/lists/news/sends"),
-                Some(&t.api_key),
-                json!({"template": "issue", "data": {"number": 1}}),
-            )
-            .await;
+        let (status, batch) =
+            send_batch(s, &t, json!({"template": "issue", "data": {"number": 1}})).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{batch}");
         let id = batch["id"].as_str().expect("batch id").to_owned();
         let done = batch_done(s, &t, &id).await;
@@ -187,13 +180,8 @@ both_engines_with!(
         let (status, _) = post_url(s, &unsubscribe_url(bob), "List-Unsubscribe=One-Click").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(subscribers(s, &t, "?status=unsubscribed").await.len(), 1);
-        let (_, batch) = s
-            .post(
-                &m(&t, "/lists/news/sends"),
-                Some(&t.api_key),
-                json!({"template": "issue", "data": {"number": 2}}),
-            )
-            .await;
+        let (_, batch) =
+            send_batch(s, &t, json!({"template": "issue", "data": {"number": 2}})).await;
         let done = batch_done(s, &t, batch["id"].as_str().expect("id")).await;
         assert_eq!(done["queued"], 3, "{done}");
         accepted(&smtp, 8).await;
@@ -203,15 +191,8 @@ both_engines_with!(
                 .any(|e| e.rcpt_to == ["bob@example.org"])
         );
         // Re-importing does not resubscribe him.
-        let resp = s
-            .client
-            .post(format!("{}{}", s.base, m(&t, "/lists/news/import")))
-            .bearer_auth(&t.api_key)
-            .body("email\nbob@example.org\n")
-            .send()
-            .await
-            .expect("import");
-        let body: Value = resp.json().await.expect("json");
+        let (status, body) = import(s, &t, "email\nbob@example.org\n").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["kept_unsubscribed"], 1, "{body}");
 
         // Cy unsubscribes from everything through a one-off email's link
@@ -237,13 +218,8 @@ both_engines_with!(
             post_url(s, &unsubscribe_url(one_off), "List-Unsubscribe=One-Click").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(subscribers(s, &t, "?status=confirmed").await.len(), 3);
-        let (_, batch) = s
-            .post(
-                &m(&t, "/lists/news/sends"),
-                Some(&t.api_key),
-                json!({"template": "issue", "data": {"number": 3}}),
-            )
-            .await;
+        let (_, batch) =
+            send_batch(s, &t, json!({"template": "issue", "data": {"number": 3}})).await;
         let done = batch_done(s, &t, batch["id"].as_str().expect("id")).await;
         assert_eq!(
             (done["queued"].as_i64(), done["skipped"].as_i64()),
@@ -282,15 +258,8 @@ both_engines_with!(
         for i in 0..30 {
             csv.push_str(&format!("reader{i}@example.org,Reader {i}\n"));
         }
-        let resp = s
-            .client
-            .post(format!("{}{}", s.base, m(&t, "/lists/news/import")))
-            .bearer_auth(&t.api_key)
-            .body(csv)
-            .send()
-            .await
-            .expect("import");
-        assert_eq!(resp.status(), StatusCode::OK);
+        let (status, body) = import(s, &t, csv).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
         template(
             s,
             &t,
@@ -299,13 +268,8 @@ both_engines_with!(
                 "html": "<p>Hello {{ subscriber.name }}</p>"}}}),
         )
         .await;
-        let (status, batch) = s
-            .post(
-                &m(&t, "/lists/news/sends"),
-                Some(&t.api_key),
-                json!({"template": "issue", "data": {"number": 1}}),
-            )
-            .await;
+        let (status, batch) =
+            send_batch(s, &t, json!({"template": "issue", "data": {"number": 1}})).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{batch}");
         assert_eq!(
             (batch["total"].as_i64(), batch["lanes"].as_u64()),
