@@ -331,15 +331,34 @@ impl Apart {
     }
 }
 
+/// Adds a delivery to its (tenant, subscriber) group: one of its own if it
+/// runs apart, else the group of the others that do not.
+fn push_grouped<K: PartialEq, T>(
+    groups: &mut Vec<(K, bool, Vec<T>)>,
+    key: K,
+    alone: bool,
+    item: T,
+) {
+    match groups
+        .iter_mut()
+        .find(|(k, apart, _)| !alone && !*apart && *k == key)
+    {
+        Some((_, _, group)) => group.push(item),
+        None => groups.push((key, alone, vec![item])),
+    }
+}
+
 /// Deliveries of one tenant to one subscriber, in claim order, with their events.
 type Group = Vec<(Claimed, Option<types::Event>)>;
 
 /// Delivers `group` in one batch, and records the outcomes.
+/// `apart`: the group is one delivery that runs apart ([`Batch::lazy`]).
 async fn deliver_group(
     app: &App,
     tenant: TenantId,
     subscriber: String,
     group: Group,
+    apart: bool,
 ) -> Result<(), db::Error> {
     let all = |outcome: fn(String) -> Outcome, why: &str| -> Vec<(Claimed, Outcome)> {
         group
@@ -367,12 +386,7 @@ async fn deliver_group(
         tenant: &tenant,
         plugin: &subscriber,
     };
-    // A group runs apart whole or not at all (see `run_batch`).
-    let first_topic = group
-        .first()
-        .and_then(|(_, e)| e.as_ref())
-        .map(|e| e.topic.as_str());
-    let mut batch = if Apart::of_manifest(&plugin.manifest).alone(first_topic) {
+    let mut batch = if apart {
         Batch::lazy()
     } else {
         match app.storage.begin_unit(owner).await {
@@ -493,7 +507,8 @@ async fn run_batch(
     }
     let events = load_events(app, &batch).await?;
     let claimed = batch.len();
-    let mut groups: Vec<((TenantId, String), Group)> = Vec::new();
+    // (tenant, subscriber), whether the group runs apart, its deliveries.
+    let mut groups: Vec<((TenantId, String), bool, Group)> = Vec::new();
     let mut subscribers: HashMap<String, Apart> = HashMap::new();
     for d in batch {
         let event = d.event_id.as_ref().and_then(|id| events.get(id).cloned());
@@ -504,23 +519,16 @@ async fn run_batch(
             .entry(d.subscriber.clone())
             .or_insert_with(|| Apart::of(app, &d.subscriber))
             .alone(event.as_ref().map(|e| e.topic.as_str()));
-        match groups
-            .iter_mut()
-            .find(|(k, _)| *k == key)
-            .filter(|_| !alone)
-        {
-            Some((_, group)) => group.push((d, event)),
-            None => groups.push((key, vec![(d, event)])),
-        }
+        push_grouped(&mut groups, key, alone, (d, event));
     }
     let mut tasks = Vec::with_capacity(groups.len());
-    for ((tenant, subscriber), group) in groups {
+    for ((tenant, subscriber), apart, group) in groups {
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
         let app = app.clone();
         tasks.push(tokio::spawn(async move {
-            if let Err(err) = deliver_group(&app, tenant, subscriber.clone(), group).await {
+            if let Err(err) = deliver_group(&app, tenant, subscriber.clone(), group, apart).await {
                 // The leases run out and the deliveries are tried again.
                 tracing::error!(%subscriber, error = %err, "delivery bookkeeping failed");
             }
@@ -602,7 +610,7 @@ pub async fn prune(app: &App, retention_ms: i64) -> Result<(), db::Error> {
 
 #[cfg(test)]
 mod tests {
-    use super::Apart;
+    use super::{Apart, push_grouped};
     use crate::catalog::Manifest;
 
     fn manifest(capabilities: &str) -> Manifest {
@@ -634,5 +642,26 @@ topic = "forum.post_created"
         assert!(!plain.alone(None));
         let llm = Apart::of_manifest(&manifest(r#""events", "llm""#));
         assert!(llm.alone(Some("forum.post_created")) && llm.alone(None));
+    }
+
+    #[test]
+    fn a_delivery_that_runs_apart_is_grouped_with_no_other() {
+        let mut groups = Vec::new();
+        // An apart delivery first: the next one of the same subscriber must
+        // not join it.
+        push_grouped(&mut groups, "mailer", true, 1);
+        push_grouped(&mut groups, "mailer", false, 2);
+        push_grouped(&mut groups, "mailer", true, 3);
+        push_grouped(&mut groups, "mailer", false, 4);
+        push_grouped(&mut groups, "forum", false, 5);
+        assert_eq!(
+            groups,
+            vec![
+                ("mailer", true, vec![1]),
+                ("mailer", false, vec![2, 4]),
+                ("mailer", true, vec![3]),
+                ("forum", false, vec![5]),
+            ]
+        );
     }
 }

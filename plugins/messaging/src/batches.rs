@@ -58,9 +58,6 @@ pub struct Batch {
     /// Lanes (a batch from before lanes has none: it is one lane).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub lanes: u32,
-    /// Where the first lane ends (exclusive): the second lane's start.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub until: Option<String>,
     /// The first lane is done (the batch is once every lane is).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub lane_done: bool,
@@ -71,6 +68,27 @@ pub struct Batch {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+impl Batch {
+    /// The first lane's progress: the batch's own fields.
+    fn progress(&self) -> Progress {
+        Progress {
+            after: self.after.clone(),
+            chunk: self.chunk,
+            queued: self.queued,
+            skipped: self.skipped,
+            failed: self.failed,
+        }
+    }
+
+    fn set_progress(&mut self, at: Progress) {
+        self.after = at.after;
+        self.chunk = at.chunk;
+        self.queued = at.queued;
+        self.skipped = at.skipped;
+        self.failed = at.failed;
+    }
 }
 
 /// A lane after the first: its progress, stored.
@@ -88,10 +106,6 @@ struct Lane {
 /// for the others.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Progress {
-    /// The lane's first id (inclusive) and end (exclusive); `None`: the
-    /// list's start or end.
-    from: Option<String>,
-    until: Option<String>,
     /// The last subscriber id done.
     after: Option<String>,
     chunk: u64,
@@ -122,11 +136,17 @@ fn lane_id(batch: &str, lane: u32) -> String {
     format!("{batch}.{lane}")
 }
 
-/// Where the second lane of `list` starts: subscriber ids are
-/// `{list}.{hex digest}` ([`lists::subscriber_id`]), so about half sort
-/// before `{list}.8`. (Any id falls in exactly one lane all the same.)
-fn lane_boundary(list: &str) -> String {
-    format!("{list}.8")
+/// The ids of lane `lane` of `lanes` over `list`: from (inclusive) and
+/// until (exclusive), `None` for the list's start or end. Subscriber ids
+/// are `{list}.{hex digest}` ([`lists::subscriber_id`]), so about half sort
+/// before `{list}.8`; any id falls in exactly one lane all the same.
+fn bounds(list: &str, lanes: u32, lane: u32) -> (Option<String>, Option<String>) {
+    let boundary = || Some(format!("{list}.8"));
+    match (lanes, lane) {
+        (0 | 1, _) => (None, None),
+        (_, 0) => (None, boundary()),
+        _ => (boundary(), None),
+    }
 }
 
 /// The job of one subscriber; `shared` is the batch's data converted for
@@ -159,21 +179,26 @@ fn shared_data(batch: &Batch) -> minijinja::Value {
     minijinja::Value::from_serialize(&batch.data)
 }
 
-/// The confirmed subscribers of a lane after its cursor, in id order (a
-/// keyset of our own rather than the store's cursor, so a chunk may stop
-/// after any subscriber).
-fn subscribers_query(list: &str, limit: u32, at: &Progress) -> Query {
+/// The confirmed subscribers of a lane ([`bounds`]) after its cursor, in
+/// id order (a keyset of our own rather than the store's cursor, so a
+/// chunk may stop after any subscriber).
+fn subscribers_query(
+    list: &str,
+    limit: u32,
+    after: Option<&str>,
+    (from, until): (Option<String>, Option<String>),
+) -> Query {
     let mut q = Query::new()
         .filter("list", Op::Eq, list)
         .filter("status", Op::Eq, "confirmed")
         .order_by("id", false)
         .limit(limit);
-    match (&at.after, &at.from) {
-        (Some(id), _) => q = q.filter("id", Op::Gt, id.as_str()),
+    match (after, from) {
+        (Some(id), _) => q = q.filter("id", Op::Gt, id),
         (None, Some(from)) => q = q.filter("id", Op::Gte, from.as_str()),
         (None, None) => {}
     }
-    if let Some(until) = &at.until {
+    if let Some(until) = until {
         q = q.filter("id", Op::Lt, until.as_str());
     }
     q
@@ -216,7 +241,6 @@ pub fn create(req: &Request) -> Result {
         chunk: 0,
         after: None,
         lanes,
-        until: (lanes > 1).then(|| lane_boundary(&list.id)),
         lane_done: false,
         created_at: now,
         updated_at: now,
@@ -224,9 +248,9 @@ pub fn create(req: &Request) -> Result {
     };
     // Bad input is refused now, not 10,000 times later: the first
     // subscriber's message must render.
-    let everyone = Progress::default();
+    let everyone = bounds(&list.id, 1, 0);
     let (first, _) =
-        http::query::<Subscriber>(SUBSCRIBERS, &subscribers_query(&list.id, 1, &everyone))?;
+        http::query::<Subscriber>(SUBSCRIBERS, &subscribers_query(&list.id, 1, None, everyone))?;
     if let Some((sub_id, sub)) = first.first() {
         let settings = Settings::load()?;
         send::plan(
@@ -246,10 +270,7 @@ pub fn create(req: &Request) -> Result {
             let second = Lane {
                 batch: id.clone(),
                 lane,
-                at: Progress {
-                    from: Some(lane_boundary(&list.id)),
-                    ..Progress::default()
-                },
+                at: Progress::default(),
                 done: false,
                 updated_at: now,
             };
@@ -344,15 +365,7 @@ pub fn on_chunk(payload: &str) -> std::result::Result<(), HandlerError> {
         if batch.lane_done {
             return Ok(());
         }
-        Progress {
-            from: None,
-            until: batch.until.clone(),
-            after: batch.after.clone(),
-            chunk: batch.chunk,
-            queued: batch.queued,
-            skipped: batch.skipped,
-            failed: batch.failed,
-        }
+        batch.progress()
     } else {
         let Some((l, v)) =
             http::get::<Lane>(BATCH_LANES, &lane_id(&batch.id, lane_no)).map_err(retry)?
@@ -387,9 +400,9 @@ pub fn on_chunk(payload: &str) -> std::result::Result<(), HandlerError> {
         }
     };
     let settings = Settings::load().map_err(retry)?;
-    let (subs, next) =
-        http::query::<Subscriber>(SUBSCRIBERS, &subscribers_query(&batch.list, size, &at))
-            .map_err(retry)?;
+    let range = bounds(&batch.list, batch.lanes, lane_no);
+    let query = subscribers_query(&batch.list, size, at.after.as_deref(), range);
+    let (subs, next) = http::query::<Subscriber>(SUBSCRIBERS, &query).map_err(retry)?;
     let now = now_ms();
     // A chunk's recipients are list addresses: their suppressions, for
     // everything and for this list, read in a scan or two instead of two
@@ -421,11 +434,7 @@ pub fn on_chunk(payload: &str) -> std::result::Result<(), HandlerError> {
     // commits once.
     match lane {
         None => {
-            batch.after = at.after;
-            batch.chunk = at.chunk;
-            batch.queued = at.queued;
-            batch.skipped = at.skipped;
-            batch.failed = at.failed;
+            batch.set_progress(at);
             batch.updated_at = now;
             batch.lane_done = !more && batch.lanes > 1;
             if !more && batch.lanes <= 1 {
