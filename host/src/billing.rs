@@ -51,6 +51,8 @@ pub struct Account {
     pub plan: String,
     pub suspended: bool,
     pub balance: Micro,
+    /// What LLM calls in flight hold of the balance.
+    pub held: Micro,
     pub stripe_customer_id: Option<String>,
     pub subscription_status: Option<String>,
     pub current_period_end: Option<i64>,
@@ -63,7 +65,7 @@ async fn account_in(tx: &mut impl Exec, tenant: &TenantId, default_plan: &str) -
         .fetch_optional(
             Stmt::new(
                 "SELECT plan, suspended, balance, stripe_customer_id, subscription_status, \
-                 current_period_end FROM billing_accounts WHERE tenant_id = $1",
+                 current_period_end, held FROM billing_accounts WHERE tenant_id = $1",
             )
             .bind(tenant.as_str()),
         )
@@ -76,6 +78,7 @@ async fn account_in(tx: &mut impl Exec, tenant: &TenantId, default_plan: &str) -
         stripe_customer_id: row.get(3)?,
         subscription_status: row.get(4)?,
         current_period_end: row.get(5)?,
+        held: Micro(row.get(6)?),
     })
 }
 

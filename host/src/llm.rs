@@ -69,8 +69,17 @@ pub enum Error {
         used: u64,
         reset_at: String,
     },
-    #[error("the estimate of {needed} credits is more than the balance of {balance}")]
-    InsufficientCredits { needed: Micro, balance: Micro },
+    /// The estimate is more than the tenant can spend: its balance less
+    /// what its calls in flight hold.
+    #[error(
+        "the estimate of {needed} credits is more than the {} available (balance {balance}, held {held})",
+        Micro(balance.0 - held.0)
+    )]
+    InsufficientCredits {
+        needed: Micro,
+        balance: Micro,
+        held: Micro,
+    },
     /// Every model of the chain failed; nothing was charged.
     #[error("no model answered ({} tried)", attempts.len())]
     Unavailable { attempts: Vec<Attempt> },
@@ -138,6 +147,10 @@ pub struct Estimate {
     /// Credits held for the call (the dearest model of the chain).
     pub estimate: Micro,
     pub balance: Micro,
+    /// What the tenant's calls in flight hold of the balance.
+    pub held: Micro,
+    /// What the tenant can spend: balance less held.
+    pub available: Micro,
     pub plan: String,
 }
 
@@ -388,6 +401,8 @@ impl Gateway {
             max_output_tokens: a.max_output,
             estimate: a.estimate,
             balance: a.balance,
+            held: a.held,
+            available: Micro(a.balance.0 - a.held.0),
             plan: a.plan.id,
         })
     }

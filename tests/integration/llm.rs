@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use weft::billing::Micro;
 use weft::config::Config;
+use weft::db::{Exec, Scope, Stmt};
+use weft::ids::now_ms;
 use weft_llm_wire::Usage;
 use weft_llm_wire::fake::{FakeLlm, Script};
 
@@ -81,6 +84,8 @@ pub(crate) async fn ledger(s: &Server, t: &TestTenant) -> Vec<Value> {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["balance"], body["sum_of_entries"], "{body}");
+    // Nothing is in flight once a test looks.
+    assert_eq!(body["held"], "0", "{body}");
     body["entries"].as_array().expect("entries").clone()
 }
 
@@ -155,13 +160,7 @@ llm_test!(
         let requests = fake.requests();
         assert_eq!(requests.len(), 3);
         let entries = ledger(s, &t).await;
-        assert_eq!(
-            kinds(&entries),
-            [
-                "charge", "charge", "charge", "grant", "hold", "hold", "hold", "release",
-                "release", "release"
-            ]
-        );
+        assert_eq!(kinds(&entries), ["charge", "charge", "charge", "grant"]);
         // Usage by model and day shows the three calls and their credits.
         let (status, body) = s.get("/v1/billing/usage", Some(&t.admin_token)).await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -279,6 +278,149 @@ llm_test!(
     }
 );
 
+llm_test!(
+    a_call_in_flight_holds_its_estimate_and_the_sweeper_releases_what_a_crash_left,
+    no_tweak,
+    async |s: &Server, fake: &FakeLlm| {
+        let t = s.tenant("inflight").await;
+        let (status, body) = s
+            .post(
+                "/v1/llm/estimate",
+                Some(&t.api_key),
+                ask("gpt-4o-mini", "hi"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let estimate = Micro::parse(body["estimate"].as_str().expect("estimate")).expect("exact");
+        // Enough for one call in flight, not for two.
+        let granted = Micro(estimate.0 * 3 / 2);
+        grant(s, &t, &granted.to_string()).await;
+        fake.script(
+            "gpt-4o-mini",
+            Script::new()
+                .delay(Duration::from_millis(600))
+                .usage(usage(1, 10)),
+        );
+        let slow = complete(s, &t, ask("gpt-4o-mini", "hi"));
+        let meanwhile = async {
+            let account = common::eventually(10, "the first call's hold", || async {
+                let (_, body) = s.get("/v1/billing", Some(&t.admin_token)).await;
+                (body["held"] == estimate.to_string()).then_some(body)
+            })
+            .await;
+            // The hold is beside the balance, not an entry of the ledger.
+            assert_eq!(account["balance"], granted.to_string(), "{account}");
+            let (status, body) = complete(s, &t, ask("gpt-4o-mini", "hi")).await;
+            assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{body}");
+            assert_eq!(code(&body), "insufficient_credits");
+            assert_eq!(body["error"]["balance"], granted.to_string(), "{body}");
+            assert_eq!(body["error"]["held"], estimate.to_string(), "{body}");
+            let available = Micro(granted.0 - estimate.0).to_string();
+            assert_eq!(body["error"]["available"], available, "{body}");
+            let (_, body) = s
+                .post(
+                    "/v1/llm/estimate",
+                    Some(&t.api_key),
+                    ask("gpt-4o-mini", "hi"),
+                )
+                .await;
+            assert_eq!(body["available"], available, "{body}");
+            assert_eq!(body["affordable"], false, "{body}");
+        };
+        let ((status, body), ()) = tokio::join!(slow, meanwhile);
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            fake.requests().len(),
+            1,
+            "the refused call reached no provider"
+        );
+        let after = balance(s, &t).await;
+        assert_eq!(body["balance"], after, "{body}");
+        assert_eq!(kinds(&ledger(s, &t).await), ["charge", "grant"]);
+
+        // A crash between prepare and settle leaves holds: one as holds are
+        // now (on the account), one as they were before migration 0008 (a
+        // ledger entry). Each reserved tokens for the day.
+        let tenant = s.app.tenants.by_slug("inflight").await.expect("tenant").id;
+        let (_, account) = s.get("/v1/billing", Some(&t.admin_token)).await;
+        let tokens_before = account["tokens_today"].as_i64().expect("tokens");
+        let day = now_ms() / 86_400_000;
+        let at = now_ms() - 1;
+        let mut tx = s
+            .app
+            .db
+            .begin_unit(Scope::Tenant(&tenant))
+            .await
+            .expect("unit");
+        let writes = [
+            Stmt::new("UPDATE billing_accounts SET held = held + 2000000 WHERE tenant_id = $1")
+                .bind(tenant.as_str()),
+            Stmt::new(
+                "INSERT INTO credit_entries (id, tenant_id, kind, amount, idempotency_key, reason, \
+                 reference, actor, created_at) VALUES ('old', $1, 'hold', -1000000, 'hold:old', \
+                 NULL, 'old', 'crashed', $2)",
+            )
+            .bind(tenant.as_str())
+            .bind(at),
+            Stmt::new("UPDATE billing_accounts SET balance = balance - 1000000 WHERE tenant_id = $1")
+                .bind(tenant.as_str()),
+            Stmt::new(
+                "INSERT INTO credit_holds (id, tenant_id, amount, tokens, user_id, day, created_at, in_ledger) \
+                 VALUES ('hold:new', $1, 2000000, 100, 'crashed', $2, $3, 0), \
+                 ('hold:old', $1, 1000000, 50, 'crashed', $2, $3, 1)",
+            )
+            .bind(tenant.as_str())
+            .bind(day)
+            .bind(at),
+            Stmt::new(
+                "UPDATE llm_daily SET tokens = tokens + 150 WHERE tenant_id = $1 AND day = $2 AND user_id = ''",
+            )
+            .bind(tenant.as_str())
+            .bind(day),
+            Stmt::new(
+                "INSERT INTO llm_daily (tenant_id, day, user_id, tokens, calls) VALUES ($1, $2, 'crashed', 150, 0)",
+            )
+            .bind(tenant.as_str())
+            .bind(day),
+        ];
+        for stmt in writes {
+            tx.execute(stmt).await.expect("crash-left write");
+        }
+        tx.commit().await.expect("commit");
+        let (_, account) = s.get("/v1/billing", Some(&t.admin_token)).await;
+        assert_eq!(account["held"], "2", "{account}");
+        assert_eq!(account["tokens_today"], tokens_before + 150, "{account}");
+
+        let released = s
+            .app
+            .llm
+            .release_stale_holds(Duration::ZERO)
+            .await
+            .expect("sweep");
+        assert_eq!(released, 2);
+        let (_, account) = s.get("/v1/billing", Some(&t.admin_token)).await;
+        assert_eq!(account["balance"], after, "{account}");
+        assert_eq!(account["held"], "0", "{account}");
+        assert_eq!(account["tokens_today"], tokens_before, "{account}");
+        let entries = ledger(s, &t).await;
+        assert_eq!(kinds(&entries), ["charge", "grant", "hold", "release"]);
+        let release = entries
+            .iter()
+            .find(|e| e["kind"] == "release")
+            .expect("release");
+        assert_eq!(release["amount"], "1", "{release}");
+        assert_eq!(release["reference"], "old", "{release}");
+        // Nothing is left for a second sweep.
+        let again = s
+            .app
+            .llm
+            .release_stale_holds(Duration::ZERO)
+            .await
+            .expect("sweep");
+        assert_eq!(again, 0);
+    }
+);
+
 fn tight_daily_limit(c: &mut Config) {
     for plan in &mut c.billing.plans {
         plan.tokens_per_day = Some(2_000);
@@ -355,7 +497,7 @@ llm_test!(
         );
         assert_eq!(balance(s, &t).await, "10");
         let entries = ledger(s, &t).await;
-        assert_eq!(kinds(&entries), ["grant", "hold", "release"]);
+        assert_eq!(kinds(&entries), ["grant"]);
         // A 400 from the provider is not retried elsewhere.
         fake.script("gpt-4o-mini", Script::new().fail(400, 1));
         let (status, body) = complete(s, &t, ask("gpt-4o-mini", "hello")).await;

@@ -60,6 +60,7 @@ async fn account_json(app: &App, tenant: &TenantId) -> ApiResult<Value> {
     let tokens_today = app.billing.tokens_today(tenant, "").await?;
     Ok(json!({
         "balance": account.balance,
+        "held": account.held,
         "plan": plan,
         "suspended": account.suspended,
         "tokens_today": tokens_today,
@@ -69,7 +70,7 @@ async fn account_json(app: &App, tenant: &TenantId) -> ApiResult<Value> {
     }))
 }
 
-#[utoipa::path(get, path = "/v1/billing", tag = "billing", security(("bearer" = [])), responses((status = 200, description = "Balance (exact decimal credits), plan with its limits, suspension, tokens used today, subscription"), (status = 403, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/billing", tag = "billing", security(("bearer" = [])), responses((status = 200, description = "Balance (exact decimal credits), what calls in flight hold of it, plan with its limits, suspension, tokens used today, subscription"), (status = 403, body = ErrorBody)))]
 async fn own_account(State(app): State<Arc<App>>, auth: Auth) -> ApiResult<axum::Json<Value>> {
     let tenant = auth.tenant()?;
     auth.require(&tenant, Role::Admin)?;
@@ -201,6 +202,7 @@ async fn ledger_json(app: &App, tenant: &TenantId, page: Page) -> ApiResult<Valu
     Ok(json!({
         "balance": audit.balance,
         "sum_of_entries": audit.sum_of_entries,
+        "held": audit.held,
         "entries": entries,
         "next": next,
     }))

@@ -236,12 +236,21 @@ impl From<llm::Error> for ApiError {
             } => Self::new(StatusCode::FORBIDDEN, "daily_limit_exceeded", message).with_details(
                 json!({ "limit_kind": what, "limit": limit, "used": used, "reset_at": reset_at }),
             ),
-            E::InsufficientCredits { needed, balance } => Self::new(
+            E::InsufficientCredits {
+                needed,
+                balance,
+                held,
+            } => Self::new(
                 StatusCode::PAYMENT_REQUIRED,
                 "insufficient_credits",
                 message,
             )
-            .with_details(json!({ "needed": needed, "balance": balance })),
+            .with_details(json!({
+                "needed": needed,
+                "balance": balance,
+                "held": held,
+                "available": crate::billing::Micro(balance.0 - held.0),
+            })),
             E::Unavailable { attempts } => {
                 Self::new(StatusCode::BAD_GATEWAY, "llm_unavailable", message)
                     .with_details(json!({ "attempts": attempts }))

@@ -226,7 +226,7 @@ impl futures::Stream for Receiver {
     }
 }
 
-#[utoipa::path(post, path = "/v1/llm/estimate", tag = "llm", security(("bearer" = [])), request_body = CompleteBody, responses((status = 200, description = "The model chain, token estimate, credits that would be held, and the balance; no model is called")))]
+#[utoipa::path(post, path = "/v1/llm/estimate", tag = "llm", security(("bearer" = [])), request_body = CompleteBody, responses((status = 200, description = "The model chain, token estimate, credits that would be held, the balance, what calls in flight hold and what is available; no model is called")))]
 async fn estimate(
     State(app): State<Arc<App>>,
     auth: Auth,
@@ -235,7 +235,7 @@ async fn estimate(
     let caller = caller_of(&auth)?;
     let (request, _) = body.into_request()?;
     let estimate = app.llm.estimate(&caller, &request).await?;
-    let affordable = estimate.balance >= estimate.estimate;
+    let affordable = estimate.available >= estimate.estimate;
     let mut value = serde_json::to_value(&estimate).map_err(ApiError::internal)?;
     value["affordable"] = json!(affordable);
     Ok(axum::Json(value))

@@ -2,6 +2,11 @@
 //! tenant's balance is the sum of its entries; `billing_accounts.balance`
 //! keeps that sum, changed only by the statement pair that appends an
 //! entry, inside one transaction — [`CreditLedger::audit`] checks it.
+//!
+//! What LLM calls in flight have reserved is not in the ledger but beside
+//! the balance, in `billing_accounts.held` ([`hold`], [`release`]): the
+//! tenant can spend `balance - held`, and a call's only entry is its
+//! charge.
 
 use serde::Serialize;
 
@@ -26,9 +31,11 @@ pub enum EntryKind {
     Refund,
     /// A superadmin's correction, either sign.
     Adjustment,
-    /// An estimate reserved before an LLM call, negative.
+    /// An estimate reserved before an LLM call, negative: written before
+    /// migration 0008, which moved holds to `billing_accounts.held`.
     Hold,
-    /// A hold given back when its call settled (or a crash left it).
+    /// A hold of before migration 0008 given back when its call settled
+    /// (or a crash left it).
     Release,
 }
 
@@ -222,49 +229,37 @@ pub async fn post_many(
     Ok(posted)
 }
 
-/// Takes `amount` from the balance only if the balance covers it, and
-/// appends the hold entry. `None` when it does not: nothing is written.
-/// The check and the take are one statement, so concurrent holds cannot
-/// overdraw.
-pub async fn hold(
-    tx: &mut impl Exec,
-    tenant: &TenantId,
-    amount: Micro,
-    key: &str,
-    reference: &str,
-    actor: &str,
-) -> Result<Option<Micro>> {
-    let now = now_ms();
+/// Holds `amount` for a call about to run, only if what the tenant can
+/// spend (`balance - held`) covers it; answers what is left to spend, or
+/// `None` when it does not cover it (nothing is written). The check and
+/// the hold are one statement, so concurrent holds cannot overdraw.
+pub async fn hold(tx: &mut impl Exec, tenant: &TenantId, amount: Micro) -> Result<Option<Micro>> {
     let row = tx
         .fetch_optional(
             Stmt::new(
-                "UPDATE billing_accounts SET balance = balance - $2, updated_at = $3 \
-                 WHERE tenant_id = $1 AND balance >= $2 RETURNING balance",
+                "UPDATE billing_accounts SET held = held + $2 \
+                 WHERE tenant_id = $1 AND balance - held >= $2 RETURNING balance - held",
             )
             .bind(tenant.as_str())
-            .bind(amount.0)
-            .bind(now),
+            .bind(amount.0),
         )
         .await?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    tx.execute(
-        Stmt::new(
-            "INSERT INTO credit_entries \
-             (id, tenant_id, kind, amount, idempotency_key, reason, reference, actor, created_at) \
-             VALUES ($1, $2, 'hold', $3, $4, NULL, $5, $6, $7)",
+    row.map(|row| Ok(Micro(row.get(0)?))).transpose()
+}
+
+/// Gives back `amount` that [`hold`] held.
+pub async fn release(tx: &mut impl Exec, tenant: &TenantId, amount: Micro) -> Result<()> {
+    let changed = tx
+        .execute(
+            Stmt::new("UPDATE billing_accounts SET held = held - $2 WHERE tenant_id = $1")
+                .bind(tenant.as_str())
+                .bind(amount.0),
         )
-        .bind(uuid::Uuid::now_v7().to_string())
-        .bind(tenant.as_str())
-        .bind(-amount.0)
-        .bind(key)
-        .bind(reference)
-        .bind(actor)
-        .bind(now),
-    )
-    .await?;
-    Ok(Some(Micro(row.get(0)?)))
+        .await?;
+    if changed == 0 {
+        return Err(super::Error::NoAccount);
+    }
+    Ok(())
 }
 
 /// The writer task: takes what is waiting (up to [`GROUP`]), commits it in
@@ -304,11 +299,13 @@ fn entry_from_row(row: &Row) -> Result<Entry> {
     })
 }
 
-/// A tenant's balance as both the kept sum and the recomputed one.
+/// A tenant's balance as both the kept sum and the recomputed one, and
+/// what calls in flight hold of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Audit {
     pub balance: Micro,
     pub sum_of_entries: Micro,
+    pub held: Micro,
 }
 
 /// An entry waiting for the group-commit writer.
@@ -439,25 +436,32 @@ impl CreditLedger {
         }))
     }
 
-    /// The kept balance beside the sum of the entries.
+    /// The kept balance beside the sum of the entries, and what is held.
     pub async fn audit(&self, tenant: &TenantId) -> Result<Audit> {
-        let balance = self.balance(tenant).await?;
         let mut tx = self.db.begin(Scope::Tenant(tenant), Mode::Read).await?;
-        let row = tx
+        let sum = "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM credit_entries WHERE tenant_id = $1";
+        let account = tx
             .fetch_optional(
-                Stmt::new(
-                    "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM credit_entries WHERE tenant_id = $1",
-                )
+                Stmt::new(format!(
+                    "SELECT balance, held, ({sum}) FROM billing_accounts WHERE tenant_id = $1"
+                ))
                 .bind(tenant.as_str()),
             )
             .await?;
-        let sum = match row {
-            Some(row) => row.get::<i64>(0)?,
-            None => 0,
+        let (balance, held, sum) = match account {
+            Some(row) => (row.get(0)?, row.get(1)?, row.get(2)?),
+            // No account: no entries either, unless the ledger is broken.
+            None => {
+                let row = tx
+                    .fetch_optional(Stmt::new(sum).bind(tenant.as_str()))
+                    .await?;
+                (0, 0, row.map(|r| r.get::<i64>(0)).transpose()?.unwrap_or(0))
+            }
         };
         Ok(Audit {
-            balance,
+            balance: Micro(balance),
             sum_of_entries: Micro(sum),
+            held: Micro(held),
         })
     }
 
@@ -563,8 +567,8 @@ mod tests {
         let ledger = CreditLedger::new(db, "bootstrapper");
         let audit = ledger.audit(&TenantId::from_raw("a")).await.expect("audit");
         assert_eq!(
-            (audit.balance, audit.sum_of_entries),
-            (Micro(18), Micro(18))
+            (audit.balance, audit.sum_of_entries, audit.held),
+            (Micro(18), Micro(18), Micro(0))
         );
     }
 }

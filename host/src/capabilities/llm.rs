@@ -234,7 +234,9 @@ impl wit::Host for Capabilities {
             input_tokens: e.input_tokens,
             max_output_tokens: e.max_output_tokens,
             estimate: e.estimate.to_string(),
-            balance: e.balance.to_string(),
+            // What the call could spend: the balance less what calls in
+            // flight hold (WIT 0.5.0's estimate has no field for held).
+            balance: e.available.to_string(),
             plan: e.plan,
         })
     }

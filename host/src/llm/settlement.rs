@@ -1,6 +1,7 @@
 //! The two transactions around a gateway call — prepare (limits, chain,
-//! estimate, hold) and settle (release, charge, counters, the record) —
-//! the release of holds a crash left, and the users' own limits.
+//! estimate, the hold on the account) and settle (release, charge,
+//! counters, the record) — the release of holds a crash left, and the
+//! users' own limits.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -36,6 +37,8 @@ pub(super) struct Assessment {
     pub(super) max_output: u64,
     pub(super) estimate: Micro,
     pub(super) balance: Micro,
+    /// What the tenant's calls in flight hold of the balance.
+    pub(super) held: Micro,
     pub(super) suspended: bool,
     /// Endpoints on the tenant's own keys, by provider: their models cost
     /// the tenant no credits (the provider bills it directly).
@@ -89,7 +92,7 @@ impl Gateway {
             .fetch_optional(
                 Stmt::new(
                     "SELECT a.plan, a.suspended, a.balance, \
-                     CASE WHEN a.stripe_customer_id IS NULL THEN 0 ELSE 1 END, l.limits \
+                     CASE WHEN a.stripe_customer_id IS NULL THEN 0 ELSE 1 END, l.limits, a.held \
                      FROM billing_accounts a LEFT JOIN llm_user_limits l \
                      ON l.tenant_id = a.tenant_id AND l.user_id = $2 \
                      WHERE a.tenant_id = $1",
@@ -100,13 +103,14 @@ impl Gateway {
             .await?;
         let default_plan = &self.billing.config().default_plan;
         let has_account = row.is_some();
-        let (plan_id, suspended, balance, metered, limits) = match row {
+        let (plan_id, suspended, balance, metered, limits, held) = match row {
             Some(row) => (
                 row.get::<String>(0)?,
                 row.get::<i64>(1)? != 0,
                 row.get(2)?,
                 row.get::<i64>(3)? != 0,
                 row.get::<Option<String>>(4)?,
+                row.get(5)?,
             ),
             None => {
                 // No account yet; an admin may still have set the user's limits.
@@ -121,7 +125,7 @@ impl Gateway {
                     .await?
                     .map(|r| r.get::<String>(0))
                     .transpose()?;
-                (default_plan.clone(), false, 0, false, limits)
+                (default_plan.clone(), false, 0, false, limits, 0)
             }
         };
         let plan = self.billing.plan_or_default(&plan_id).clone();
@@ -176,6 +180,7 @@ impl Gateway {
             max_output,
             estimate,
             balance: Micro(balance),
+            held: Micro(held),
             suspended,
             own,
             has_account,
@@ -208,29 +213,17 @@ impl Gateway {
             ledger::ensure_account(&mut tx, tenant, &self.billing.config().default_plan).await?;
         }
         let tokens = a.input_tokens + a.max_output;
-        // The account row first, as the settlement takes it: on PostgreSQL two
-        // transactions locking the same rows in other orders deadlock.
         let call_id = uuid::Uuid::now_v7().to_string();
         let hold_id = format!("hold:{call_id}");
-        // Nothing to hold when every model of the chain is on the tenant's
-        // own keys.
-        let held = if a.estimate.0 == 0 {
-            Some(a.balance)
-        } else {
-            ledger::hold(
-                &mut tx,
-                tenant,
-                a.estimate,
-                &hold_id,
-                &call_id,
-                &caller.user,
-            )
-            .await?
-        };
-        if held.is_none() {
+        // The account row first, then the counters, as the settlement and
+        // the sweeper take them: on PostgreSQL two transactions locking the
+        // same rows in other orders deadlock. Nothing to hold when every
+        // model of the chain is on the tenant's own keys.
+        if a.estimate.0 != 0 && ledger::hold(&mut tx, tenant, a.estimate).await?.is_none() {
             return Err(Error::InsufficientCredits {
                 needed: a.estimate,
                 balance: a.balance,
+                held: a.held,
             });
         }
         self.reserve_tokens(&mut tx, tenant, day, "", tokens, a.plan.tokens_per_day)
@@ -282,8 +275,8 @@ impl Gateway {
         }
         tx.execute(
             Stmt::new(
-                "INSERT INTO credit_holds (id, tenant_id, amount, tokens, user_id, day, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO credit_holds (id, tenant_id, amount, tokens, user_id, day, created_at, in_ledger) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0)",
             )
             .bind(&hold_id)
             .bind(tenant.as_str())
@@ -404,30 +397,55 @@ impl Gateway {
             None => (Micro(0), wire::Usage::default()),
         };
         let mut tx = self.db.begin_unit(Scope::Tenant(tenant)).await?;
+        // The hold goes first, the account row with it: the lock order of
+        // prepare. Gone if the sweeper released it (the call outlived the
+        // sweeper's age).
+        let hold = tx
+            .fetch_optional(
+                Stmt::new("DELETE FROM credit_holds WHERE id = $1 RETURNING amount, in_ledger")
+                    .bind(&held.hold_id),
+            )
+            .await?;
         let release_key = format!("release:{}", held.call_id);
+        let mut entries: Vec<(&TenantId, NewEntry<'_>)> = Vec::with_capacity(2);
+        let released = match hold {
+            Some(row) => {
+                let amount = Micro(row.get(0)?);
+                let in_ledger = row.get::<i64>(1)? != 0;
+                if amount.0 != 0 && in_ledger {
+                    // A hold from before migration 0008 is a ledger entry.
+                    entries.push((
+                        tenant,
+                        NewEntry {
+                            kind: billing::EntryKind::Release,
+                            amount,
+                            idempotency_key: &release_key,
+                            reason: None,
+                            reference: Some(&held.call_id),
+                            actor: Some(&caller.user),
+                        },
+                    ));
+                } else if amount.0 != 0 {
+                    ledger::release(&mut tx, tenant, amount).await?;
+                }
+                true
+            }
+            None => false,
+        };
         let charge_key = format!("charge:{}", held.call_id);
-        let entries: Vec<(&TenantId, NewEntry<'_>)> = [
-            NewEntry {
-                kind: billing::EntryKind::Release,
-                amount: a.estimate,
-                idempotency_key: &release_key,
-                reason: None,
-                reference: Some(&held.call_id),
-                actor: Some(&caller.user),
-            },
-            NewEntry {
-                kind: billing::EntryKind::Charge,
-                amount: Micro(-cost.0),
-                idempotency_key: &charge_key,
-                reason: outcome.answered.map(|(m, _)| m.id.as_str()),
-                reference: Some(&held.call_id),
-                actor: Some(&caller.user),
-            },
-        ]
-        .into_iter()
-        .filter(|e| e.amount.0 != 0)
-        .map(|e| (tenant, e))
-        .collect();
+        if cost.0 != 0 {
+            entries.push((
+                tenant,
+                NewEntry {
+                    kind: billing::EntryKind::Charge,
+                    amount: Micro(-cost.0),
+                    idempotency_key: &charge_key,
+                    reason: outcome.answered.map(|(m, _)| m.id.as_str()),
+                    reference: Some(&held.call_id),
+                    actor: Some(&caller.user),
+                },
+            ));
+        }
         let balance = ledger::post_many(&mut tx, &entries)
             .await?
             .into_iter()
@@ -436,12 +454,9 @@ impl Gateway {
                 billing::Posted::New(b) => Some(b),
                 billing::Posted::Duplicate => None,
             });
-        let released = tx
-            .execute(Stmt::new("DELETE FROM credit_holds WHERE id = $1").bind(&held.hold_id))
-            .await?;
         let used = usage.input_tokens + usage.output_tokens;
         // The sweeper already gave the reservation back if the hold is gone.
-        let reserved = if released == 1 {
+        let reserved = if released {
             a.input_tokens + a.max_output
         } else {
             0
@@ -573,7 +588,7 @@ impl Gateway {
         let rows = tx
             .fetch_all(
                 Stmt::new(
-                    "SELECT id, tenant_id, amount, tokens, user_id, day FROM credit_holds \
+                    "SELECT id, tenant_id FROM credit_holds \
                      WHERE created_at < $1 ORDER BY created_at LIMIT 500",
                 )
                 .bind(cutoff),
@@ -584,40 +599,46 @@ impl Gateway {
         for row in rows {
             let hold_id: String = row.get(0)?;
             let tenant = TenantId::from_raw(row.get::<String>(1)?);
-            let amount: i64 = row.get(2)?;
-            let tokens: i64 = row.get(3)?;
-            let user: String = row.get(4)?;
-            let day: i64 = row.get(5)?;
             let mut tx = self.db.begin_unit(Scope::Tenant(&tenant)).await?;
-            // The account row first, in the settlement's lock order.
-            tx.execute(
-                Stmt::new(
-                    "UPDATE billing_accounts SET updated_at = updated_at WHERE tenant_id = $1",
+            // The hold first, then the account row: the settlement's lock
+            // order. Gone if its call settled meanwhile.
+            let Some(hold) = tx
+                .fetch_optional(
+                    Stmt::new(
+                        "DELETE FROM credit_holds WHERE id = $1 \
+                         RETURNING amount, tokens, user_id, day, in_ledger",
+                    )
+                    .bind(&hold_id),
                 )
-                .bind(tenant.as_str()),
-            )
-            .await?;
-            let gone = tx
-                .execute(Stmt::new("DELETE FROM credit_holds WHERE id = $1").bind(&hold_id))
-                .await?;
-            if gone == 0 {
+                .await?
+            else {
                 continue;
-            }
+            };
+            let amount = Micro(hold.get(0)?);
+            let tokens: i64 = hold.get(1)?;
+            let user: String = hold.get(2)?;
+            let day: i64 = hold.get(3)?;
             let call = hold_id.trim_start_matches("hold:");
-            let key = format!("release:{call}");
-            ledger::post(
-                &mut tx,
-                &tenant,
-                &NewEntry {
-                    kind: billing::EntryKind::Release,
-                    amount: Micro(amount),
-                    idempotency_key: &key,
-                    reason: Some("stale hold"),
-                    reference: Some(call),
-                    actor: Some("system"),
-                },
-            )
-            .await?;
+            let in_ledger = hold.get::<i64>(4)? != 0;
+            if amount.0 != 0 && in_ledger {
+                // A hold from before migration 0008 is a ledger entry.
+                let key = format!("release:{call}");
+                ledger::post(
+                    &mut tx,
+                    &tenant,
+                    &NewEntry {
+                        kind: billing::EntryKind::Release,
+                        amount,
+                        idempotency_key: &key,
+                        reason: Some("stale hold"),
+                        reference: Some(call),
+                        actor: Some("system"),
+                    },
+                )
+                .await?;
+            } else if amount.0 != 0 {
+                ledger::release(&mut tx, &tenant, amount).await?;
+            }
             for u in ["", user.as_str()] {
                 tx.execute(
                     Stmt::new(
