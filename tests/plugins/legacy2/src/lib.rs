@@ -7,6 +7,8 @@
 // made of unsafe code; the SDK hides it, this plugin on purpose does not.
 #![allow(unsafe_code)]
 
+// Its lowering functions take one argument per flattened field of a record.
+#[allow(clippy::too_many_arguments)]
 mod bindings {
     wit_bindgen::generate!({
         world: "plugin",
