@@ -110,6 +110,18 @@ pub async fn ensure_account(tx: &mut impl Exec, tenant: &TenantId, plan: &str) -
 
 /// Appends `entry` in `tx` (whose account must exist) and moves the balance.
 pub async fn post(tx: &mut impl Exec, tenant: &TenantId, entry: &NewEntry<'_>) -> Result<Posted> {
+    post_releasing(tx, tenant, entry, Micro(0)).await
+}
+
+/// Appends `entry` like [`post`] and, in the same update of the account,
+/// gives back `release` of what [`hold`] held (also when the entry is a
+/// duplicate): a settled call's charge and the end of its hold.
+pub async fn post_releasing(
+    tx: &mut impl Exec,
+    tenant: &TenantId,
+    entry: &NewEntry<'_>,
+    release: Micro,
+) -> Result<Posted> {
     let now = now_ms();
     let inserted = tx
         .execute(
@@ -130,22 +142,28 @@ pub async fn post(tx: &mut impl Exec, tenant: &TenantId, entry: &NewEntry<'_>) -
             .bind(now),
         )
         .await?;
-    if inserted == 0 {
+    if inserted == 0 && release.0 == 0 {
         return Ok(Posted::Duplicate);
     }
+    let amount = if inserted == 0 { 0 } else { entry.amount.0 };
     let row = tx
         .fetch_optional(
             Stmt::new(
-                "UPDATE billing_accounts SET balance = balance + $2, updated_at = $3 \
+                "UPDATE billing_accounts SET balance = balance + $2, held = held - $3, updated_at = $4 \
                  WHERE tenant_id = $1 RETURNING balance",
             )
             .bind(tenant.as_str())
-            .bind(entry.amount.0)
+            .bind(amount)
+            .bind(release.0)
             .bind(now),
         )
         .await?;
     let row = row.ok_or(super::Error::NoAccount)?;
-    Ok(Posted::New(Micro(row.get(0)?)))
+    Ok(if inserted == 0 {
+        Posted::Duplicate
+    } else {
+        Posted::New(Micro(row.get(0)?))
+    })
 }
 
 /// Appends `entries` in `tx` (whose accounts must exist) as multi-row

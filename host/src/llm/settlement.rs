@@ -406,54 +406,56 @@ impl Gateway {
                     .bind(&held.hold_id),
             )
             .await?;
-        let release_key = format!("release:{}", held.call_id);
-        let mut entries: Vec<(&TenantId, NewEntry<'_>)> = Vec::with_capacity(2);
-        let released = match hold {
+        // What goes back: on the account (`held`), or for a hold from
+        // before migration 0008, as a ledger entry.
+        let (released, release, release_entry) = match hold {
             Some(row) => {
                 let amount = Micro(row.get(0)?);
-                let in_ledger = row.get::<i64>(1)? != 0;
-                if amount.0 != 0 && in_ledger {
-                    // A hold from before migration 0008 is a ledger entry.
-                    entries.push((
-                        tenant,
-                        NewEntry {
-                            kind: billing::EntryKind::Release,
-                            amount,
-                            idempotency_key: &release_key,
-                            reason: None,
-                            reference: Some(&held.call_id),
-                            actor: Some(&caller.user),
-                        },
-                    ));
-                } else if amount.0 != 0 {
-                    ledger::release(&mut tx, tenant, amount).await?;
+                if row.get::<i64>(1)? != 0 {
+                    (true, Micro(0), amount)
+                } else {
+                    (true, amount, Micro(0))
                 }
-                true
             }
-            None => false,
+            None => (false, Micro(0), Micro(0)),
         };
-        let charge_key = format!("charge:{}", held.call_id);
-        if cost.0 != 0 {
-            entries.push((
+        if release_entry.0 != 0 {
+            let key = format!("release:{}", held.call_id);
+            ledger::post(
+                &mut tx,
                 tenant,
-                NewEntry {
-                    kind: billing::EntryKind::Charge,
-                    amount: Micro(-cost.0),
-                    idempotency_key: &charge_key,
-                    reason: outcome.answered.map(|(m, _)| m.id.as_str()),
+                &NewEntry {
+                    kind: billing::EntryKind::Release,
+                    amount: release_entry,
+                    idempotency_key: &key,
+                    reason: None,
                     reference: Some(&held.call_id),
                     actor: Some(&caller.user),
                 },
-            ));
+            )
+            .await?;
         }
-        let balance = ledger::post_many(&mut tx, &entries)
-            .await?
-            .into_iter()
-            .rev()
-            .find_map(|p| match p {
+        // The charge and the hold's end in one update of the account.
+        let balance = if cost.0 != 0 {
+            let key = format!("charge:{}", held.call_id);
+            let charge = NewEntry {
+                kind: billing::EntryKind::Charge,
+                amount: Micro(-cost.0),
+                idempotency_key: &key,
+                reason: outcome.answered.map(|(m, _)| m.id.as_str()),
+                reference: Some(&held.call_id),
+                actor: Some(&caller.user),
+            };
+            match ledger::post_releasing(&mut tx, tenant, &charge, release).await? {
                 billing::Posted::New(b) => Some(b),
                 billing::Posted::Duplicate => None,
-            });
+            }
+        } else {
+            if release.0 != 0 {
+                ledger::release(&mut tx, tenant, release).await?;
+            }
+            None
+        };
         let used = usage.input_tokens + usage.output_tokens;
         // The sweeper already gave the reservation back if the hold is gone.
         let reserved = if released {
