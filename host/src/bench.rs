@@ -79,9 +79,10 @@ pub struct BenchArgs {
     /// it also measures 1,000 items and needs the embedding model).
     #[arg(long, default_value_t = 100_000)]
     pub library_items: usize,
-    /// Run the events and forum phases on PostgreSQL: an admin URL under
-    /// which each server gets a new database owned by a new ordinary role
-    /// (dropped afterwards), as the tests do.
+    /// Run the phases that write (events, forum, LLM gateway and ledger,
+    /// outbox, messaging) on PostgreSQL: an admin URL under which each
+    /// server gets a new database owned by a new ordinary role (dropped
+    /// afterwards), as the tests do.
     #[arg(long, value_name = "ADMIN_URL")]
     pub postgres: Option<String>,
 }
