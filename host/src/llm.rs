@@ -73,7 +73,7 @@ pub enum Error {
     /// what its calls in flight hold.
     #[error(
         "the estimate of {needed} credits is more than the {} available (balance {balance}, held {held})",
-        Micro(balance.0 - held.0)
+        *balance - *held
     )]
     InsufficientCredits {
         needed: Micro,
@@ -402,7 +402,7 @@ impl Gateway {
             estimate: a.estimate,
             balance: a.balance,
             held: a.held,
-            available: Micro(a.balance.0 - a.held.0),
+            available: a.balance - a.held,
             plan: a.plan.id,
         })
     }

@@ -100,6 +100,11 @@ async fn complete(s: &Server, t: &TestTenant, body: Value) -> (StatusCode, Value
     s.post("/v1/llm/complete", Some(&t.api_key), body).await
 }
 
+/// `POST /v1/llm/estimate` with `t`'s API key.
+async fn estimate(s: &Server, t: &TestTenant, body: Value) -> (StatusCode, Value) {
+    s.post("/v1/llm/estimate", Some(&t.api_key), body).await
+}
+
 fn ask(model: &str, text: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 500})
 }
@@ -261,13 +266,7 @@ llm_test!(
         // A grant too small for the estimate is still refused; the estimate
         // endpoint says so without calling.
         grant(s, &t, "0.001").await;
-        let (status, body) = s
-            .post(
-                "/v1/llm/estimate",
-                Some(&t.api_key),
-                ask("gpt-4o-mini", "hello"),
-            )
-            .await;
+        let (status, body) = estimate(s, &t, ask("gpt-4o-mini", "hello")).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["affordable"], false, "{body}");
         assert_eq!(body["models"][0], "gpt-4o-mini", "{body}");
@@ -283,17 +282,11 @@ llm_test!(
     no_tweak,
     async |s: &Server, fake: &FakeLlm| {
         let t = s.tenant("inflight").await;
-        let (status, body) = s
-            .post(
-                "/v1/llm/estimate",
-                Some(&t.api_key),
-                ask("gpt-4o-mini", "hi"),
-            )
-            .await;
+        let (status, body) = estimate(s, &t, ask("gpt-4o-mini", "hi")).await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        let estimate = Micro::parse(body["estimate"].as_str().expect("estimate")).expect("exact");
+        let needed = Micro::parse(body["estimate"].as_str().expect("estimate")).expect("exact");
         // Enough for one call in flight, not for two.
-        let granted = Micro(estimate.0 * 3 / 2);
+        let granted = Micro(needed.0 * 3 / 2);
         grant(s, &t, &granted.to_string()).await;
         fake.script(
             "gpt-4o-mini",
@@ -305,7 +298,7 @@ llm_test!(
         let meanwhile = async {
             let account = common::eventually(10, "the first call's hold", || async {
                 let (_, body) = s.get("/v1/billing", Some(&t.admin_token)).await;
-                (body["held"] == estimate.to_string()).then_some(body)
+                (body["held"] == needed.to_string()).then_some(body)
             })
             .await;
             // The hold is beside the balance, not an entry of the ledger.
@@ -314,16 +307,10 @@ llm_test!(
             assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{body}");
             assert_eq!(code(&body), "insufficient_credits");
             assert_eq!(body["error"]["balance"], granted.to_string(), "{body}");
-            assert_eq!(body["error"]["held"], estimate.to_string(), "{body}");
-            let available = Micro(granted.0 - estimate.0).to_string();
+            assert_eq!(body["error"]["held"], needed.to_string(), "{body}");
+            let available = (granted - needed).to_string();
             assert_eq!(body["error"]["available"], available, "{body}");
-            let (_, body) = s
-                .post(
-                    "/v1/llm/estimate",
-                    Some(&t.api_key),
-                    ask("gpt-4o-mini", "hi"),
-                )
-                .await;
+            let (_, body) = estimate(s, &t, ask("gpt-4o-mini", "hi")).await;
             assert_eq!(body["available"], available, "{body}");
             assert_eq!(body["affordable"], false, "{body}");
         };

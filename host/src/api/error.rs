@@ -249,7 +249,7 @@ impl From<llm::Error> for ApiError {
                 "needed": needed,
                 "balance": balance,
                 "held": held,
-                "available": crate::billing::Micro(balance.0 - held.0),
+                "available": balance - held,
             })),
             E::Unavailable { attempts } => {
                 Self::new(StatusCode::BAD_GATEWAY, "llm_unavailable", message)

@@ -45,6 +45,14 @@ impl Micro {
     }
 }
 
+impl std::ops::Sub for Micro {
+    type Output = Self;
+
+    fn sub(self, other: Self) -> Self {
+        Self(self.0.saturating_sub(other.0))
+    }
+}
+
 impl fmt::Display for Micro {
     /// Credits with the decimals that are not zero: `12`, `0.5`, `-3.000001`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

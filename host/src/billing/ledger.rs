@@ -248,25 +248,28 @@ pub async fn post_many(
 }
 
 /// Holds `amount` for a call about to run, only if what the tenant can
-/// spend (`balance - held`) covers it; answers what is left to spend, or
-/// `None` when it does not cover it (nothing is written). The check and
-/// the hold are one statement, so concurrent holds cannot overdraw.
-pub async fn hold(tx: &mut impl Exec, tenant: &TenantId, amount: Micro) -> Result<Option<Micro>> {
-    let row = tx
-        .fetch_optional(
+/// spend (`balance - held`) covers it; `false` when it does not (nothing
+/// is written). The check and the hold are one statement, so concurrent
+/// holds cannot overdraw.
+pub async fn hold(tx: &mut impl Exec, tenant: &TenantId, amount: Micro) -> Result<bool> {
+    let changed = tx
+        .execute(
             Stmt::new(
                 "UPDATE billing_accounts SET held = held + $2 \
-                 WHERE tenant_id = $1 AND balance - held >= $2 RETURNING balance - held",
+                 WHERE tenant_id = $1 AND balance - held >= $2",
             )
             .bind(tenant.as_str())
             .bind(amount.0),
         )
         .await?;
-    row.map(|row| Ok(Micro(row.get(0)?))).transpose()
+    Ok(changed == 1)
 }
 
 /// Gives back `amount` that [`hold`] held.
 pub async fn release(tx: &mut impl Exec, tenant: &TenantId, amount: Micro) -> Result<()> {
+    if amount.0 == 0 {
+        return Ok(());
+    }
     let changed = tx
         .execute(
             Stmt::new("UPDATE billing_accounts SET held = held - $2 WHERE tenant_id = $1")

@@ -219,7 +219,7 @@ impl Gateway {
         // the sweeper take them: on PostgreSQL two transactions locking the
         // same rows in other orders deadlock. Nothing to hold when every
         // model of the chain is on the tenant's own keys.
-        if a.estimate.0 != 0 && ledger::hold(&mut tx, tenant, a.estimate).await?.is_none() {
+        if a.estimate.0 != 0 && !ledger::hold(&mut tx, tenant, a.estimate).await? {
             return Err(Error::InsufficientCredits {
                 needed: a.estimate,
                 balance: a.balance,
@@ -406,35 +406,21 @@ impl Gateway {
                     .bind(&held.hold_id),
             )
             .await?;
-        // What goes back: on the account (`held`), or for a hold from
-        // before migration 0008, as a ledger entry.
-        let (released, release, release_entry) = match hold {
+        // What goes back on the account (`held`) goes with the charge.
+        let mut release = Micro(0);
+        let released = match hold {
             Some(row) => {
                 let amount = Micro(row.get(0)?);
                 if row.get::<i64>(1)? != 0 {
-                    (true, Micro(0), amount)
+                    release_in_ledger(&mut tx, tenant, &held.call_id, amount, None, &caller.user)
+                        .await?;
                 } else {
-                    (true, amount, Micro(0))
+                    release = amount;
                 }
+                true
             }
-            None => (false, Micro(0), Micro(0)),
+            None => false,
         };
-        if release_entry.0 != 0 {
-            let key = format!("release:{}", held.call_id);
-            ledger::post(
-                &mut tx,
-                tenant,
-                &NewEntry {
-                    kind: billing::EntryKind::Release,
-                    amount: release_entry,
-                    idempotency_key: &key,
-                    reason: None,
-                    reference: Some(&held.call_id),
-                    actor: Some(&caller.user),
-                },
-            )
-            .await?;
-        }
         // The charge and the hold's end in one update of the account.
         let balance = if cost.0 != 0 {
             let key = format!("charge:{}", held.call_id);
@@ -451,9 +437,7 @@ impl Gateway {
                 billing::Posted::Duplicate => None,
             }
         } else {
-            if release.0 != 0 {
-                ledger::release(&mut tx, tenant, release).await?;
-            }
+            ledger::release(&mut tx, tenant, release).await?;
             None
         };
         let used = usage.input_tokens + usage.output_tokens;
@@ -621,24 +605,10 @@ impl Gateway {
             let user: String = hold.get(2)?;
             let day: i64 = hold.get(3)?;
             let call = hold_id.trim_start_matches("hold:");
-            let in_ledger = hold.get::<i64>(4)? != 0;
-            if amount.0 != 0 && in_ledger {
-                // A hold from before migration 0008 is a ledger entry.
-                let key = format!("release:{call}");
-                ledger::post(
-                    &mut tx,
-                    &tenant,
-                    &NewEntry {
-                        kind: billing::EntryKind::Release,
-                        amount,
-                        idempotency_key: &key,
-                        reason: Some("stale hold"),
-                        reference: Some(call),
-                        actor: Some("system"),
-                    },
-                )
-                .await?;
-            } else if amount.0 != 0 {
+            if hold.get::<i64>(4)? != 0 {
+                release_in_ledger(&mut tx, &tenant, call, amount, Some("stale hold"), "system")
+                    .await?;
+            } else {
                 ledger::release(&mut tx, &tenant, amount).await?;
             }
             for u in ["", user.as_str()] {
@@ -659,6 +629,36 @@ impl Gateway {
         }
         Ok(released)
     }
+}
+
+/// Gives back a hold from before migration 0008, which is a ledger entry,
+/// by a `release` entry of `amount` for `call`.
+async fn release_in_ledger(
+    tx: &mut impl Exec,
+    tenant: &TenantId,
+    call: &str,
+    amount: Micro,
+    reason: Option<&str>,
+    actor: &str,
+) -> Result<()> {
+    if amount.0 == 0 {
+        return Ok(());
+    }
+    let key = format!("release:{call}");
+    ledger::post(
+        tx,
+        tenant,
+        &NewEntry {
+            kind: billing::EntryKind::Release,
+            amount,
+            idempotency_key: &key,
+            reason,
+            reference: Some(call),
+            actor: Some(actor),
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]
